@@ -1,0 +1,365 @@
+//! The TOML schema, as serde types. Unknown keys are rejected everywhere and every
+//! default is the safe one; semantic checks (names that must exist, regexes, CIDRs,
+//! certificate files) happen when the runtime is built, with the spans kept here.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Schema version; only `1` exists.
+    pub version: Spanned<u32>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamConfig>>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, Spanned<RateLimitConfig>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteConfig>>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde", default = "defaults::drain_timeout")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout: defaults::drain_timeout(),
+        }
+    }
+}
+
+/// What the access log records beyond its fixed fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// Request headers to record (lower-cased). Secret headers are never recorded, even
+    /// when listed here.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Extra header names treated as secrets, on top of Authorization, Cookie,
+    /// Set-Cookie and Proxy-Authorization.
+    #[serde(default)]
+    pub secret_headers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `IP:PORT`; port 0 picks a free port (its address is logged at start).
+    pub address: Spanned<String>,
+    pub tls: Option<Spanned<ListenerTlsConfig>>,
+    /// Peers (CIDRs) whose `X-Forwarded-*` headers are trusted and extended; from anyone
+    /// else those headers are replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub limits: ListenerLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// Certificates chosen by SNI from their subject names; the first one also answers
+    /// clients that send no SNI.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// PEM chain, leaf first.
+    pub cert: Spanned<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Spanned<PathBuf>,
+}
+
+/// Edge limits of a listener. The defaults follow Envoy's edge hardening guide.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimits {
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "defaults::max_uri_bytes")]
+    pub max_uri_bytes: usize,
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: u64,
+    #[serde(with = "humantime_serde", default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::idle_timeout")]
+    pub idle_timeout: Duration,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: defaults::max_header_bytes(),
+            max_headers: defaults::max_headers(),
+            max_uri_bytes: defaults::max_uri_bytes(),
+            max_body_bytes: defaults::max_body_bytes(),
+            header_read_timeout: defaults::header_read_timeout(),
+            idle_timeout: defaults::idle_timeout(),
+            max_connections: defaults::max_connections(),
+        }
+    }
+}
+
+/// Per-route overrides of the listener's request limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimits {
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_uri_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` of each target.
+    pub targets: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(with = "humantime_serde", default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive.
+    #[serde(with = "humantime_serde", default = "defaults::request_timeout")]
+    pub request_timeout: Duration,
+    /// Extra attempts, on another target where there is one, when connecting fails.
+    /// Only idempotent requests without a body are retried.
+    #[serde(default = "defaults::retries")]
+    pub retries: u32,
+    /// After a connect failure a target is skipped for this long (passive health).
+    #[serde(with = "humantime_serde", default = "defaults::eject_for")]
+    pub eject_for: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::pool_idle_timeout")]
+    pub pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle_per_target")]
+    pub pool_max_idle_per_target: usize,
+    /// Speak HTTP/2 with prior knowledge (h2c) to a plain-text upstream.
+    #[serde(default)]
+    pub http2: bool,
+    pub tls: Option<Spanned<UpstreamTlsConfig>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM bundle of CAs trusted for this upstream; the public web roots when absent.
+    pub ca: Option<Spanned<PathBuf>>,
+    /// Name to verify (and send as SNI) instead of the target's host.
+    pub server_name: Option<Spanned<String>>,
+    /// Client certificate chain (PEM) for mTLS; needs `client_key`.
+    pub client_cert: Option<Spanned<PathBuf>>,
+    pub client_key: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window (also the burst).
+    pub quota: Spanned<u32>,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// `client_ip`, `route`, or `header:<name>`.
+    #[serde(default = "defaults::rate_limit_key")]
+    pub key: Spanned<String>,
+    /// Also send `X-RateLimit-Limit/Remaining/Reset` (reset in delta-seconds).
+    #[serde(default)]
+    pub legacy_headers: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub id: Spanned<String>,
+    /// Exact names or `*.example.com`; empty means any host.
+    #[serde(default)]
+    pub hosts: Vec<Spanned<String>>,
+    /// Empty means any method.
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
+    pub path: Option<Spanned<PathMatchConfig>>,
+    #[serde(default)]
+    pub headers: Vec<Spanned<ValueMatchConfig>>,
+    #[serde(default)]
+    pub query: Vec<Spanned<ValueMatchConfig>>,
+    /// Higher wins before any other ordering rule.
+    #[serde(default)]
+    pub priority: i32,
+    pub upstream: Option<Spanned<String>>,
+    pub respond: Option<StaticResponseConfig>,
+    pub rewrite: Option<Spanned<RewriteConfig>>,
+    #[serde(default)]
+    pub rate_limits: Vec<Spanned<String>>,
+    pub ip: Option<IpPolicyConfig>,
+    pub cors: Option<Spanned<CorsConfig>>,
+    #[serde(default)]
+    pub limits: RouteLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PathMatchConfig {
+    Exact(String),
+    Prefix(String),
+    /// `/users/{id}`: each `{name}` matches one non-empty segment.
+    Template(String),
+    /// Anchored at both ends.
+    Regex(String),
+}
+
+/// A header or query predicate: exactly one of `exact`, `regex`, `present`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatchConfig {
+    pub name: String,
+    pub exact: Option<String>,
+    pub regex: Option<String>,
+    pub present: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticResponseConfig {
+    #[serde(default = "defaults::static_status")]
+    pub status: Spanned<u16>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "defaults::static_content_type")]
+    pub content_type: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Remove the route's path prefix before proxying.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// New path built from the template route's `{params}`, e.g. `/v2/users/{id}`.
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPolicyConfig {
+    /// When not empty, only these CIDRs may use the route.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Always refused, even when also allowed.
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), or `*` (not with credentials).
+    pub allow_origins: Vec<String>,
+    #[serde(default = "defaults::cors_methods")]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(with = "humantime_serde", default = "defaults::cors_max_age")]
+    pub max_age: Duration,
+}
+
+mod defaults {
+    use std::time::Duration;
+    use toml::Spanned;
+
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_header_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_headers() -> usize {
+        100
+    }
+    pub fn max_uri_bytes() -> usize {
+        8 * 1024
+    }
+    pub fn max_body_bytes() -> u64 {
+        1024 * 1024
+    }
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn request_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn retries() -> u32 {
+        1
+    }
+    pub fn eject_for() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn pool_max_idle_per_target() -> usize {
+        64
+    }
+    pub fn rate_limit_key() -> Spanned<String> {
+        Spanned::new(0..0, "client_ip".to_owned())
+    }
+    pub fn static_status() -> Spanned<u16> {
+        Spanned::new(0..0, 200)
+    }
+    pub fn static_content_type() -> String {
+        "text/plain; charset=utf-8".to_owned()
+    }
+    pub fn cors_methods() -> Vec<String> {
+        ["GET", "HEAD", "POST"].map(str::to_owned).to_vec()
+    }
+    pub fn cors_max_age() -> Duration {
+        Duration::from_secs(600)
+    }
+}

@@ -1,0 +1,367 @@
+//! The request path, assembled in order. Each stage is a function of its own module;
+//! this file only decides the order, and says why each stage sits where it does.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{Counted, ProxyBody, empty, full};
+use crate::error::GatewayError;
+use crate::listener::Connection;
+use crate::listener::io::OpenRequest;
+use crate::policy::{Cors, RateLimitKey, RateLimitVerdict};
+use crate::proxy;
+use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, normalize};
+use crate::runtime::Runtime;
+use crate::telemetry::AccessRecord;
+
+/// What the stages learn about a request, for the response and the access log.
+struct Exchange {
+    request_id: String,
+    client_ip: std::net::IpAddr,
+    host: String,
+    path: String,
+    route: Option<RouteMatch>,
+    rate_limits: RateLimitVerdict,
+    origin: Option<HeaderValue>,
+    record: AccessRecord,
+}
+
+/// Serves one request. Never fails: every error becomes a response here.
+pub async fn handle(
+    runtime: &Runtime,
+    conn: &Connection,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    // Held until the response body is done, so the idle timeout never cuts a request.
+    let open = OpenRequest::new(Arc::clone(&conn.activity));
+    let request_id = proxy::request_id(req.headers());
+    let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), &conn.trusted_proxies);
+    let host = request_host(&req);
+    let path = normalize(req.uri().path()).into_owned();
+    let mut record = AccessRecord {
+        start: Instant::now(),
+        request_id: request_id.clone(),
+        client_ip,
+        method: req.method().clone(),
+        host: host.clone(),
+        path: path.clone(),
+        protocol: protocol_name(req.version()),
+        route: None,
+        status: 0,
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_out: Arc::new(AtomicU64::new(0)),
+        upstream: None,
+        upstream_latency: None,
+        rate_limit: "none",
+        flag: None,
+        headers: None,
+    };
+    record.capture_headers(&runtime.redactor, req.headers());
+    let mut ex = Exchange {
+        request_id,
+        client_ip,
+        host,
+        path,
+        route: None,
+        rate_limits: RateLimitVerdict::default(),
+        origin: req.headers().get(header::ORIGIN).cloned(),
+        record,
+    };
+
+    let mut response = match serve(runtime, conn, req, &mut ex).await {
+        Ok(response) => response,
+        Err(e) => {
+            ex.record.flag = Some(e.flag());
+            e.into_response(&ex.request_id)
+        }
+    };
+
+    // Response decoration applies to every answer, errors included: clients read
+    // rate-limit state from 429s and browsers need CORS headers to read any error.
+    let headers = response.headers_mut();
+    ex.rate_limits.write_headers(headers);
+    if let Some(cors) = ex
+        .route
+        .as_ref()
+        .and_then(|m| m.route.policies.cors.as_ref())
+        && !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
+        cors.decorate(ex.origin.as_ref(), headers);
+    }
+    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+        headers.insert(proxy::X_REQUEST_ID, v);
+    }
+
+    ex.record.status = response.status().as_u16();
+    ex.record.route = ex.route.as_ref().map(|m| m.route.id.clone());
+    let bytes_out = Arc::clone(&ex.record.bytes_out);
+    response.map(|body| {
+        Counted::new(body, bytes_out)
+            .with_guard((ex.record, open))
+            .boxed()
+    })
+}
+
+async fn serve(
+    runtime: &Runtime,
+    conn: &Connection,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+) -> Result<Response<ProxyBody>, GatewayError> {
+    // 1. Framing first: a request whose length is ambiguous must not reach any other
+    //    stage, whose view of the body could differ from the upstream's.
+    if req.version() <= Version::HTTP_11 && !conn.framing.next_is_sound() {
+        return Err(GatewayError::BadRequest(
+            "both Content-Length and Transfer-Encoding are present",
+        ));
+    }
+
+    // 2. Listener edge limits, before routing spends any work on the request.
+    let listener_limits = RequestLimits {
+        max_header_bytes: conn.limits.max_header_bytes,
+        max_headers: conn.limits.max_headers,
+        max_uri_bytes: conn.limits.max_uri_bytes,
+        max_body_bytes: conn.limits.max_body_bytes,
+    };
+    check_head_limits(&req, &listener_limits)?;
+
+    // 3. Routing. A CORS preflight is routed as the request it announces, so that
+    //    routes restricted to e.g. PUT still answer the browser's OPTIONS for it.
+    let preflight = Cors::is_preflight(req.method(), req.headers());
+    let announced = preflight
+        .then(|| req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD))
+        .flatten()
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+    let view = RequestView {
+        host: &ex.host,
+        method: announced.as_ref().unwrap_or(req.method()),
+        path: &ex.path,
+        headers: req.headers(),
+        query: req.uri().query(),
+    };
+    let matched = runtime.router.find(&view).ok_or(GatewayError::NoRoute)?;
+    let route = Arc::clone(&matched.route);
+    ex.route = Some(matched);
+
+    // 4. The route's own limits may be tighter than the listener's.
+    let limits = RequestLimits {
+        max_header_bytes: route
+            .limits
+            .max_header_bytes
+            .unwrap_or(listener_limits.max_header_bytes),
+        max_headers: route
+            .limits
+            .max_headers
+            .unwrap_or(listener_limits.max_headers),
+        max_uri_bytes: route
+            .limits
+            .max_uri_bytes
+            .unwrap_or(listener_limits.max_uri_bytes),
+        max_body_bytes: route
+            .limits
+            .max_body_bytes
+            .unwrap_or(listener_limits.max_body_bytes),
+    };
+    check_head_limits(&req, &limits)?;
+
+    // 5. IP policy before anything that costs state (rate-limit buckets) or answers
+    //    on the route's behalf (CORS): a denied address learns nothing more.
+    if let Some(ip) = &route.policies.ip
+        && !ip.permits(ex.client_ip)
+    {
+        return Err(GatewayError::IpDenied);
+    }
+
+    // 6. CORS preflights are answered here; they never reach plugins or upstreams and
+    //    do not spend rate-limit quota.
+    if preflight && let Some(cors) = &route.policies.cors {
+        let headers = cors.preflight(req.headers())?;
+        let mut response = Response::new(empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.headers_mut() = headers;
+        return Ok(response);
+    }
+
+    // 7. Rate limits: every policy of the route is charged; any refusal refuses.
+    for policy in &route.policies.rate_limits {
+        let key = match &policy.key {
+            RateLimitKey::ClientIp => ex.client_ip.to_string(),
+            RateLimitKey::Route => route.id.clone(),
+            RateLimitKey::Header(name) => req
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| ex.client_ip.to_string(), |v| format!("h:{v}")),
+        };
+        let decision = policy.check(&key);
+        ex.rate_limits
+            .decisions
+            .push((Arc::clone(policy), decision));
+    }
+    if !ex.rate_limits.decisions.is_empty() {
+        ex.record.rate_limit = "allowed";
+    }
+    if let Some(retry_after) = ex.rate_limits.refused() {
+        ex.record.rate_limit = "limited";
+        return Err(GatewayError::RateLimited { retry_after });
+    }
+
+    // 8. Body size: a declared length over the limit is refused before any upstream
+    //    work; a chunked body is cut off by `Limited` as it streams.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+
+    // 9. (Request plugin pipeline: the route's WebAssembly plugins run here, after the
+    //    host policies have refused what they can cheaply, and before the upstream.)
+
+    // 10. The route's action.
+    match &route.action {
+        RouteAction::Respond(fixed) => {
+            let mut response = Response::new(full(fixed.body.clone()));
+            *response.status_mut() = fixed.status;
+            *response.headers_mut() = fixed.headers.clone();
+            Ok(response)
+        }
+        RouteAction::Proxy { upstream, rewrite } => {
+            let mut req = req;
+            let upgrade = proxy::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+            let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+            let (mut parts, body) = req.into_parts();
+
+            let path = match (rewrite, ex.route.as_ref()) {
+                (Some(rw), Some(m)) => rw.apply(&ex.path, &m.params),
+                _ => ex.path.clone(),
+            };
+            let path_and_query = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            parts.uri = http::Uri::builder()
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+
+            let idempotent = matches!(
+                parts.method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
+            );
+            let retryable = idempotent && http_body::Body::is_end_stream(&body);
+            let counted = Counted::new(body, Arc::clone(&ex.record.bytes_in));
+            let body: ProxyBody = Limited::new(counted, limits.max_body_bytes as usize).boxed();
+
+            proxy::strip_hop_by_hop(&mut parts.headers, upgrade);
+            proxy::set_forwarded(
+                &mut parts.headers,
+                conn.peer.ip(),
+                &conn.trusted_proxies,
+                conn.tls,
+                &ex.host,
+            );
+            if !parts.headers.contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(&ex.host)
+            {
+                // HTTP/2 clients send :authority only; upstreams expect a Host.
+                parts.headers.insert(header::HOST, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
+                parts.headers.insert(proxy::X_REQUEST_ID, v);
+            }
+
+            let started = Instant::now();
+            let sent = upstream.send(parts, body, retryable).await;
+            ex.record.upstream_latency = Some(started.elapsed());
+            let mut sent = sent?;
+            ex.record.upstream = Some(sent.target.to_string());
+            let upstream_upgrade = (sent.response.status() == StatusCode::SWITCHING_PROTOCOLS)
+                .then(|| hyper::upgrade::on(&mut sent.response));
+            let (mut head, body) = sent.response.into_parts();
+
+            // 11. (Response plugin pipeline: in reverse order, here.)
+
+            if let Some(upstream_upgrade) = upstream_upgrade {
+                // A 101 the client did not ask for cannot be relayed.
+                let client = client_upgrade.ok_or(GatewayError::UpstreamInvalid)?;
+                proxy::tunnel(client, upstream_upgrade);
+                head.headers.remove(header::TRANSFER_ENCODING);
+                return Ok(Response::from_parts(head, empty()));
+            }
+            proxy::strip_hop_by_hop(&mut head.headers, false);
+            let in_flight = sent.in_flight;
+            let body = body
+                .map_err(|e| Box::new(e) as crate::body::BoxError)
+                .boxed();
+            let body = Counted::new(body, Arc::new(AtomicU64::new(0)))
+                .with_guard(in_flight)
+                .boxed();
+            Ok(Response::from_parts(head, body))
+        }
+    }
+}
+
+fn check_head_limits(req: &Request<Incoming>, limits: &RequestLimits) -> Result<(), GatewayError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(GatewayError::UriTooLong);
+    }
+    if req.headers().len() > limits.max_headers {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    if header_bytes(req.headers()) > limits.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// Header bytes as on the wire: `name: value\r\n`.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+/// Lower-case host without port, from `Host` (HTTP/1.1) or the authority (HTTP/2).
+fn request_host<B>(req: &Request<B>) -> String {
+    let raw = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let raw = raw.rsplit('@').next().unwrap_or(raw);
+    let host = if raw.starts_with('[') {
+        raw.split(']').next().map_or(raw, |h| &raw[..h.len() + 1])
+    } else {
+        raw.split(':').next().unwrap_or(raw)
+    };
+    host.to_ascii_lowercase()
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "other",
+    }
+}

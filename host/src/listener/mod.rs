@@ -1,0 +1,243 @@
+//! Listeners: accepting TCP (and TLS) connections and serving HTTP/1.1 and HTTP/2 on
+//! them with hyper, under the listener's edge limits.
+//!
+//! Connection-level limits live here (open connections, TLS handshake and header read
+//! timeouts, idle timeout, hyper's hard caps); request-level limits whose answer must be
+//! a problem+json body are checked by the request path in [`crate::gateway`].
+
+pub mod framing;
+pub mod io;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::task::TaskTracker;
+
+use crate::config::ListenerLimits;
+use crate::runtime::{ListenerSpec, Runtime};
+use framing::{FramingGuard, FramingVerdicts};
+use io::{Activity, WatchedIo};
+
+/// What the request path knows about the connection a request came on.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub limits: Arc<ListenerLimits>,
+    pub framing: Arc<FramingVerdicts>,
+    pub activity: Arc<Activity>,
+}
+
+/// A bound listener, ready to serve.
+pub struct BoundListener {
+    pub local_addr: SocketAddr,
+    tcp: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    trusted_proxies: Arc<Vec<IpNet>>,
+    limits: Arc<ListenerLimits>,
+}
+
+impl std::fmt::Debug for BoundListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundListener")
+            .field("local_addr", &self.local_addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundListener {
+    pub async fn bind(spec: &ListenerSpec) -> std::io::Result<Self> {
+        let tcp = TcpListener::bind(spec.address).await?;
+        Ok(Self {
+            local_addr: tcp.local_addr()?,
+            tcp,
+            tls: spec.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+            trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
+            limits: Arc::new(spec.limits.clone()),
+        })
+    }
+
+    /// Accepts until `shutdown` turns true; connections are spawned on `tracker` so the
+    /// caller can wait for them to drain.
+    pub async fn serve(
+        self,
+        runtime: Arc<Runtime>,
+        mut shutdown: watch::Receiver<bool>,
+        tracker: TaskTracker,
+    ) {
+        let permits = Arc::new(Semaphore::new(self.limits.max_connections));
+        let this = Arc::new(self);
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                accepted = this.tcp.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                tracing::debug!(%peer, "connection refused: max_connections reached");
+                drop(stream);
+                continue;
+            };
+            let listener = Arc::clone(&this);
+            let runtime = Arc::clone(&runtime);
+            let shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                listener
+                    .serve_stream(stream, peer, runtime, shutdown, permit)
+                    .await;
+            });
+        }
+        tracing::info!(address = %this.local_addr, "listener stopped accepting");
+    }
+
+    async fn serve_stream(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        runtime: Arc<Runtime>,
+        shutdown: watch::Receiver<bool>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => {
+                self.serve_http(stream, peer, false, false, runtime, shutdown)
+                    .await
+            }
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(stream))
+                        .await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        self.serve_http(tls, peer, true, h2, runtime, shutdown)
+                            .await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    async fn serve_http<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        tls: bool,
+        h2_by_alpn: bool,
+        runtime: Arc<Runtime>,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = &self.limits;
+        let activity = Arc::new(Activity::new());
+        let verdicts = Arc::new(FramingVerdicts::default());
+        let guard = (!h2_by_alpn).then(|| {
+            FramingGuard::new(
+                hard_header_cap(limits),
+                limits.max_headers * 2,
+                Arc::clone(&verdicts),
+            )
+        });
+        let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity), guard));
+        let connection = Arc::new(Connection {
+            peer,
+            tls,
+            trusted_proxies: Arc::clone(&self.trusted_proxies),
+            limits: Arc::clone(&self.limits),
+            framing: verdicts,
+            activity: Arc::clone(&activity),
+        });
+        let service = service_fn(move |req| {
+            let runtime = Arc::clone(&runtime);
+            let connection = Arc::clone(&connection);
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    crate::gateway::handle(&runtime, &connection, req).await,
+                )
+            }
+        });
+
+        let builder = http_builder(limits);
+        let conn = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(conn);
+        let idle = limits.idle_timeout;
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = &mut idle_timer, if !closing => {
+                    let open = activity.open_requests.load(std::sync::atomic::Ordering::Relaxed);
+                    let deadline = activity.last() + idle;
+                    if open == 0 && deadline <= std::time::Instant::now() {
+                        tracing::debug!(%peer, "closing idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    } else {
+                        let next = if open == 0 { deadline } else { std::time::Instant::now() + idle };
+                        idle_timer.as_mut().reset(next.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// hyper's own header cap sits above our limit, so that requests just over it get our
+/// problem+json 431 from the request path; only grossly oversized heads meet hyper's
+/// bare 431.
+fn hard_header_cap(limits: &ListenerLimits) -> usize {
+    ((limits.max_header_bytes + limits.max_uri_bytes) * 2).max(16 * 1024)
+}
+
+fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers * 2)
+        .max_buf_size(hard_header_cap(limits))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(u32::try_from(hard_header_cap(limits)).unwrap_or(u32::MAX))
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(1024 * 1024);
+    builder
+}

@@ -1,0 +1,270 @@
+//! Named rate-limit policies: GCRA per key (governor), reported with the
+//! `RateLimit-Policy` and `RateLimit` fields of draft-ietf-httpapi-ratelimit-headers-10.
+//!
+//! GCRA gives exact answers where fixed windows guess: `r` is the burst capacity left
+//! and `t` the seconds until the quota is whole again (on a refusal: until the next
+//! request would conform).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{Quota, RateLimiter};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::retry_after_secs;
+
+type KeyedLimiter = RateLimiter<
+    String,
+    governor::state::keyed::DefaultKeyedStateStore<String>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// What a policy counts by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    ClientIp,
+    Route,
+    /// A request header's value; requests without it are counted by client IP.
+    Header(HeaderName),
+}
+
+impl RateLimitKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "client_ip" => Ok(Self::ClientIp),
+            "route" => Ok(Self::Route),
+            _ => match s.strip_prefix("header:") {
+                Some(name) => HeaderName::from_bytes(name.as_bytes())
+                    .map(Self::Header)
+                    .map_err(|_| format!("`{name}` is not a valid header name")),
+                None => Err(format!(
+                    "unknown rate-limit key `{s}`: use `client_ip`, `route` or `header:<name>`"
+                )),
+            },
+        }
+    }
+}
+
+pub struct RateLimitPolicy {
+    pub name: String,
+    pub quota: u32,
+    pub window: Duration,
+    pub key: RateLimitKey,
+    pub legacy_headers: bool,
+    limiter: KeyedLimiter,
+}
+
+impl std::fmt::Debug for RateLimitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitPolicy")
+            .field("name", &self.name)
+            .field("quota", &self.quota)
+            .field("window", &self.window)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One policy's answer for one request.
+#[derive(Debug, Clone)]
+pub struct RateLimitDecision {
+    pub allowed: bool,
+    pub remaining: u32,
+    /// Allowed: until the quota is whole again. Refused: until a request would pass.
+    pub reset: Duration,
+}
+
+impl RateLimitPolicy {
+    pub fn new(
+        name: String,
+        quota: u32,
+        window: Duration,
+        key: RateLimitKey,
+        legacy_headers: bool,
+    ) -> Result<Self, String> {
+        let burst = NonZeroU32::new(quota).ok_or("`quota` must be at least 1")?;
+        let per_cell = window / quota;
+        let q = Quota::with_period(per_cell)
+            .ok_or("`window` divided by `quota` must be at least 1ns")?
+            .allow_burst(burst);
+        Ok(Self {
+            name,
+            quota,
+            window,
+            key,
+            legacy_headers,
+            limiter: RateLimiter::keyed(q).with_middleware::<StateInformationMiddleware>(),
+        })
+    }
+
+    pub fn check(&self, key: &str) -> RateLimitDecision {
+        // Lookups take a &String; allocate only once per check.
+        let key = key.to_owned();
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let used = self.quota.saturating_sub(remaining);
+                RateLimitDecision {
+                    allowed: true,
+                    remaining,
+                    reset: (self.window / self.quota) * used,
+                }
+            }
+            Err(not_until) => RateLimitDecision {
+                allowed: false,
+                remaining: 0,
+                reset: not_until.wait_time_from(self.limiter.clock().now()),
+            },
+        }
+    }
+
+    /// Drops keys whose state is back to full, so memory follows active clients only.
+    pub fn forget_idle_keys(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// The decisions of every policy on a route, and the headers they produce.
+#[derive(Debug, Default)]
+pub struct RateLimitVerdict {
+    pub decisions: Vec<(std::sync::Arc<RateLimitPolicy>, RateLimitDecision)>,
+}
+
+impl RateLimitVerdict {
+    /// The longest wait among refusing policies, if any refused.
+    pub fn refused(&self) -> Option<Duration> {
+        self.decisions
+            .iter()
+            .filter(|(_, d)| !d.allowed)
+            .map(|(_, d)| d.reset)
+            .max()
+    }
+
+    /// `RateLimit-Policy` / `RateLimit` (and the opt-in legacy fields) for the response.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        if self.decisions.is_empty() {
+            return;
+        }
+        let mut policy = Vec::new();
+        let mut state = Vec::new();
+        for (p, d) in &self.decisions {
+            policy.push(format!(
+                "\"{}\";q={};w={}",
+                p.name,
+                p.quota,
+                p.window.as_secs().max(1)
+            ));
+            state.push(format!(
+                "\"{}\";r={};t={}",
+                p.name,
+                d.remaining,
+                if d.reset.is_zero() {
+                    0
+                } else {
+                    retry_after_secs(d.reset)
+                }
+            ));
+        }
+        if let Ok(v) = HeaderValue::from_str(&policy.join(", ")) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&state.join(", ")) {
+            headers.insert(HeaderName::from_static("ratelimit"), v);
+        }
+        // Legacy fields describe the most restrictive policy that opted in.
+        if let Some((p, d)) = self
+            .decisions
+            .iter()
+            .filter(|(p, _)| p.legacy_headers)
+            .min_by_key(|(_, d)| d.remaining)
+        {
+            headers.insert(
+                HeaderName::from_static("x-ratelimit-limit"),
+                HeaderValue::from(p.quota),
+            );
+            headers.insert(
+                HeaderName::from_static("x-ratelimit-remaining"),
+                HeaderValue::from(d.remaining),
+            );
+            headers.insert(
+                HeaderName::from_static("x-ratelimit-reset"),
+                HeaderValue::from(if d.reset.is_zero() {
+                    0
+                } else {
+                    retry_after_secs(d.reset)
+                }),
+            );
+        }
+    }
+}
+
+/// Policy names go into Structured Field strings unescaped, so keep them plain.
+pub fn valid_policy_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn counts_down_then_refuses_with_a_wait() {
+        let p = RateLimitPolicy::new(
+            "burst".into(),
+            3,
+            Duration::from_secs(60),
+            RateLimitKey::ClientIp,
+            false,
+        )
+        .expect("policy");
+        let remaining: Vec<u32> = (0..3).map(|_| p.check("a").remaining).collect();
+        assert_eq!(remaining, vec![2, 1, 0]);
+        let refused = p.check("a");
+        assert!(!refused.allowed);
+        assert!(
+            refused.reset > Duration::from_secs(15) && refused.reset <= Duration::from_secs(20)
+        );
+        assert!(p.check("b").allowed, "keys are independent");
+    }
+
+    #[test]
+    fn headers_follow_draft_10_syntax() {
+        let p = Arc::new(
+            RateLimitPolicy::new(
+                "per-ip".into(),
+                10,
+                Duration::from_secs(60),
+                RateLimitKey::ClientIp,
+                true,
+            )
+            .expect("policy"),
+        );
+        let d = p.check("k");
+        let verdict = RateLimitVerdict {
+            decisions: vec![(p, d)],
+        };
+        let mut h = HeaderMap::new();
+        verdict.write_headers(&mut h);
+        assert_eq!(h["ratelimit-policy"], "\"per-ip\";q=10;w=60");
+        assert_eq!(h["ratelimit"], "\"per-ip\";r=9;t=6");
+        assert_eq!(h["x-ratelimit-remaining"], "9");
+    }
+
+    #[test]
+    fn key_parsing() {
+        assert_eq!(RateLimitKey::parse("route"), Ok(RateLimitKey::Route));
+        assert!(matches!(
+            RateLimitKey::parse("header:x-api-key"),
+            Ok(RateLimitKey::Header(_))
+        ));
+        assert!(RateLimitKey::parse("cookie").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! Upstreams: a pooled keep-alive client per upstream, target choice (round-robin or
+//! least-request), timeouts, retries on connect failure and passive health.
+//!
+//! A target that refuses a connection is ejected for `eject_for`; when every target is
+//! ejected the gateway answers 503 at once instead of making clients wait on connects
+//! that are known to fail.
+
+pub mod client;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+
+pub use client::{UpstreamClient, build_client};
+
+use crate::body::{ProxyBody, empty};
+use crate::config::Balance;
+use crate::error::GatewayError;
+
+#[derive(Debug)]
+pub struct Target {
+    pub authority: Authority,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `Upstream::epoch` until which the target is skipped.
+    ejected_until: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub targets: Vec<Target>,
+    balance: Balance,
+    next: AtomicUsize,
+    scheme: Scheme,
+    client: UpstreamClient,
+    request_timeout: Duration,
+    retries: u32,
+    eject_for: Duration,
+    epoch: Instant,
+}
+
+/// Held while a request is with a target; counts toward least-request.
+#[derive(Debug)]
+pub struct InFlight {
+    upstream: Arc<Upstream>,
+    index: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.upstream.targets[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response from a target.
+#[derive(Debug)]
+pub struct UpstreamResponse {
+    pub response: Response<Incoming>,
+    pub target: Authority,
+    pub in_flight: InFlight,
+}
+
+#[derive(Debug)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub targets: Vec<Authority>,
+    pub balance: Balance,
+    pub tls: bool,
+    pub client: UpstreamClient,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub eject_for: Duration,
+}
+
+impl Upstream {
+    pub fn new(s: UpstreamSettings) -> Self {
+        Self {
+            name: s.name,
+            targets: s
+                .targets
+                .into_iter()
+                .map(|authority| Target {
+                    authority,
+                    in_flight: AtomicUsize::new(0),
+                    ejected_until: AtomicU64::new(0),
+                })
+                .collect(),
+            balance: s.balance,
+            next: AtomicUsize::new(0),
+            scheme: if s.tls { Scheme::HTTPS } else { Scheme::HTTP },
+            client: s.client,
+            request_timeout: s.request_timeout,
+            retries: s.retries,
+            eject_for: s.eject_for,
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn healthy(&self, i: usize, now: u64) -> bool {
+        self.targets[i].ejected_until.load(Ordering::Relaxed) <= now
+    }
+
+    fn eject(&self, i: usize) {
+        let until = self.now_ms() + self.eject_for.as_millis() as u64;
+        self.targets[i]
+            .ejected_until
+            .store(until, Ordering::Relaxed);
+    }
+
+    /// Picks a healthy target not in `tried`.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let now = self.now_ms();
+        let n = self.targets.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i) && self.healthy(*i, now));
+        match self.balance {
+            Balance::RoundRobin => candidates.into_iter().next(),
+            // Ties go to the round-robin order, so equal loads still spread.
+            Balance::LeastRequest => {
+                candidates.min_by_key(|i| self.targets[*i].in_flight.load(Ordering::Relaxed))
+            }
+        }
+    }
+
+    /// Sends the request to a target. Connect failures of idempotent requests without a
+    /// body are retried on another target; nothing else is retried, since the upstream
+    /// may already have acted on it.
+    pub async fn send(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        body: ProxyBody,
+        retryable: bool,
+    ) -> Result<UpstreamResponse, GatewayError> {
+        let attempts = if retryable { 1 + self.retries } else { 1 };
+        let mut tried = Vec::new();
+        let mut body = Some(body);
+        let mut last_error = GatewayError::NoHealthyUpstream;
+        for _ in 0..attempts {
+            let Some(index) = self.pick(&tried) else {
+                break;
+            };
+            tried.push(index);
+            let target = &self.targets[index];
+            let uri = Uri::builder()
+                .scheme(self.scheme.clone())
+                .authority(target.authority.clone())
+                .path_and_query(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()))
+                .build()
+                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+            let mut request = Request::new(body.take().unwrap_or_else(empty));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri;
+            *request.headers_mut() = parts.headers.clone();
+            *request.version_mut() = http::Version::HTTP_11;
+
+            target.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight {
+                upstream: Arc::clone(self),
+                index,
+            };
+            match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
+                Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
+                Ok(Ok(response)) => {
+                    return Ok(UpstreamResponse {
+                        response,
+                        target: target.authority.clone(),
+                        in_flight,
+                    });
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(upstream = %self.name, target = %target.authority, error = %error_chain(&e), "upstream connect failed; target ejected");
+                    self.eject(index);
+                    last_error = if is_timeout(&e) {
+                        GatewayError::UpstreamTimeout
+                    } else {
+                        GatewayError::UpstreamConnect
+                    };
+                }
+                Ok(Err(e)) => {
+                    if has_source::<http_body_util::LengthLimitError>(&e) {
+                        return Err(GatewayError::BodyTooLarge);
+                    }
+                    tracing::warn!(upstream = %self.name, target = %target.authority, error = %error_chain(&e), "upstream request failed");
+                    return Err(GatewayError::UpstreamInvalid);
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether an error of type `T` is anywhere in `e`'s source chain.
+pub fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The whole chain on one line, for operators' logs (never for clients).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}
