@@ -1,1 +1,11 @@
-fn main() {}
+//! End-to-end tests: the real gateway on 127.0.0.1:0 (in-process, or the built binary
+//! where signals and log output matter), real upstreams, real TLS.
+
+mod binary;
+mod limits;
+mod policies;
+mod protocols;
+mod routing;
+mod support;
+mod tls;
+mod upstreams;

@@ -39,19 +39,26 @@ pub struct Connection {
 }
 
 /// A bound listener, ready to serve.
+#[derive(Debug)]
 pub struct BoundListener {
     pub local_addr: SocketAddr,
     tcp: TcpListener,
+    settings: Arc<ListenerSettings>,
+}
+
+/// What every connection of a listener shares. Kept apart from the socket, so that
+/// closing the socket at shutdown does not wait for the connections to end.
+struct ListenerSettings {
     tls: Option<tokio_rustls::TlsAcceptor>,
     trusted_proxies: Arc<Vec<IpNet>>,
     limits: Arc<ListenerLimits>,
 }
 
-impl std::fmt::Debug for BoundListener {
+impl std::fmt::Debug for ListenerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BoundListener")
-            .field("local_addr", &self.local_addr)
+        f.debug_struct("ListenerSettings")
             .field("tls", &self.tls.is_some())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -62,9 +69,11 @@ impl BoundListener {
         Ok(Self {
             local_addr: tcp.local_addr()?,
             tcp,
-            tls: spec.tls.clone().map(tokio_rustls::TlsAcceptor::from),
-            trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
-            limits: Arc::new(spec.limits.clone()),
+            settings: Arc::new(ListenerSettings {
+                tls: spec.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+                trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
+                limits: Arc::new(spec.limits.clone()),
+            }),
         })
     }
 
@@ -76,12 +85,11 @@ impl BoundListener {
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
     ) {
-        let permits = Arc::new(Semaphore::new(self.limits.max_connections));
-        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(self.settings.limits.max_connections));
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                accepted = this.tcp.accept() => accepted,
+                accepted = self.tcp.accept() => accepted,
             };
             let (stream, peer) = match accepted {
                 Ok(x) => x,
@@ -97,7 +105,7 @@ impl BoundListener {
                 drop(stream);
                 continue;
             };
-            let listener = Arc::clone(&this);
+            let listener = Arc::clone(&self.settings);
             let runtime = Arc::clone(&runtime);
             let shutdown = shutdown.clone();
             tracker.spawn(async move {
@@ -106,9 +114,13 @@ impl BoundListener {
                     .await;
             });
         }
-        tracing::info!(address = %this.local_addr, "listener stopped accepting");
+        // Dropping the socket here refuses new connections at once.
+        drop(self.tcp);
+        tracing::info!(address = %self.local_addr, "listener stopped accepting");
     }
+}
 
+impl ListenerSettings {
     async fn serve_stream(
         &self,
         stream: TcpStream,

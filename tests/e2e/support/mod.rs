@@ -1,0 +1,58 @@
+//! Shared pieces of the end-to-end tests: the gateway started in-process from a TOML
+//! string, real upstreams, a small HTTP client, and rcgen certificates.
+
+#![allow(dead_code)]
+
+pub mod certs;
+pub mod client;
+pub mod process;
+pub mod upstream;
+
+use std::net::SocketAddr;
+
+use portcullis::runtime::Runtime;
+use portcullis::server::RunningGateway;
+
+/// A gateway serving a config given as TOML text. `{dir}` in the text is replaced by a
+/// temporary directory that holds the config (and any files a test writes there).
+pub struct TestGateway {
+    pub addrs: Vec<SocketAddr>,
+    pub dir: tempfile::TempDir,
+    running: Option<RunningGateway>,
+}
+
+impl TestGateway {
+    pub async fn start(toml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, toml).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, toml: &str) -> Self {
+        portcullis::install_crypto_provider();
+        let text = toml.replace("{dir}", &dir.path().display().to_string());
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let file = portcullis::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        let runtime = Runtime::build(&file).unwrap_or_else(|e| panic!("config: {e}"));
+        let running = RunningGateway::start(runtime).await.expect("start gateway");
+        Self {
+            addrs: running.addresses.clone(),
+            dir,
+            running: Some(running),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub async fn shutdown(mut self) -> bool {
+        match self.running.take() {
+            Some(r) => r.shutdown().await,
+            None => true,
+        }
+    }
+}
+
+/// A minimal listener block on a free port.
+pub const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1:0\"\n";

@@ -1,0 +1,147 @@
+//! TLS at both ends: SNI certificate choice, HTTP/2 by ALPN, and mTLS to an upstream.
+
+use http::Version;
+
+use crate::support::TestGateway;
+use crate::support::certs::TestCa;
+use crate::support::client::{Conn, get, get_once};
+use crate::support::upstream::{TestUpstream, UpstreamTls};
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_alpn_picks_h2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("Portcullis Test CA");
+    let a = ca.leaf(dir.path(), "a", &["a.example.test"], false);
+    let b = ca.leaf(dir.path(), "b", &["*.b.example.test"], false);
+    let config = r#"version = 1
+[[listeners]]
+address = "127.0.0.1:0"
+[listeners.tls]
+certificates = [
+  { cert = "a.crt", key = "a.key" },
+  { cert = "b.crt", key = "b.key" },
+]
+
+[[routes]]
+id = "hello"
+respond = { body = "secure" }
+"#;
+    let gw = TestGateway::start_in(dir, config).await;
+
+    let (mut conn, leaf) = Conn::tls(
+        gw.addr(),
+        "x.b.example.test",
+        ca.der(),
+        &[b"h2", b"http/1.1"],
+    )
+    .await;
+    assert_eq!(leaf.as_ref(), pem_der(&b.cert_pem).as_slice());
+    let reply = conn.send(get("x.b.example.test", "/")).await;
+    assert_eq!(reply.version, Version::HTTP_2);
+    assert_eq!(reply.text(), "secure");
+
+    let (mut conn, leaf) = Conn::tls(gw.addr(), "a.example.test", ca.der(), &[b"http/1.1"]).await;
+    assert_eq!(leaf.as_ref(), pem_der(&a.cert_pem).as_slice());
+    let reply = conn.send(get("a.example.test", "/")).await;
+    assert_eq!(reply.version, Version::HTTP_11);
+    assert_eq!(reply.text(), "secure");
+}
+
+#[tokio::test]
+async fn forwarded_proto_is_https_behind_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("CA");
+    ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
+    let up = TestUpstream::start("svc").await;
+    let config = format!(
+        r#"version = 1
+[[listeners]]
+address = "127.0.0.1:0"
+tls = {{ certificates = [{{ cert = "gw.crt", key = "gw.key" }}] }}
+[upstreams.svc]
+targets = ["{}"]
+[[routes]]
+id = "all"
+upstream = "svc"
+"#,
+        up.addr
+    );
+    let gw = TestGateway::start_in(dir, &config).await;
+    let (mut conn, _) = Conn::tls(gw.addr(), "gw.example.test", ca.der(), &[b"h2"]).await;
+    let seen = conn.send(get("gw.example.test", "/")).await.json();
+    assert_eq!(
+        seen["headers"]["x-forwarded-proto"],
+        serde_json::json!(["https"])
+    );
+}
+
+#[tokio::test]
+async fn mtls_to_the_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("Upstream CA");
+    let server = ca.leaf(dir.path(), "upstream", &["backend.internal"], false);
+    ca.leaf(dir.path(), "client", &["gateway.internal"], true);
+    ca.write_pem(dir.path(), "ca.pem");
+    let up = TestUpstream::start_with(
+        "secure-backend",
+        Some(UpstreamTls {
+            cert_pem: server.cert_pem.clone(),
+            key_pem: server.key_pem.clone(),
+            client_ca: Some(ca.der()),
+        }),
+    )
+    .await;
+    let config = format!(
+        r#"version = 1
+[[listeners]]
+address = "127.0.0.1:0"
+
+[upstreams.with-cert]
+targets = ["{addr}"]
+[upstreams.with-cert.tls]
+ca = "ca.pem"
+server_name = "backend.internal"
+client_cert = "client.crt"
+client_key = "client.key"
+
+[upstreams.without-cert]
+targets = ["{addr}"]
+tls = {{ ca = "ca.pem", server_name = "backend.internal" }}
+
+[[routes]]
+id = "mtls"
+path = {{ prefix = "/mtls" }}
+upstream = "with-cert"
+
+[[routes]]
+id = "no-cert"
+path = {{ prefix = "/plain" }}
+upstream = "without-cert"
+"#,
+        addr = up.addr
+    );
+    let gw = TestGateway::start_in(dir, &config).await;
+    let reply = get_once(gw.addr(), "h", "/mtls").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-upstream"), Some("secure-backend"));
+    assert_eq!(
+        up.counters
+            .client_certs
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    let reply = get_once(gw.addr(), "h", "/plain").await;
+    assert_eq!(
+        reply.status, 502,
+        "the upstream requires a client certificate"
+    );
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("pem")
+        .to_vec()
+}
