@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { config } => validate(&config),
         Command::Run { config, log_format } => {
-            telemetry::init(log_format);
+            let _log_guard = telemetry::init(log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .worker_threads(worker_threads())

@@ -140,46 +140,26 @@ impl FramingGuard {
                     .iter()
                     .take_while(|b| **b == b'\r' || **b == b'\n')
                     .count();
-                let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers.max(1) + 1];
-                let mut req = httparse::Request::new(&mut headers);
-                match req.parse(&self.buf[skip..]) {
-                    Ok(httparse::Status::Partial) => None,
-                    Err(_) => {
+                match parse_head(&self.buf[skip..], self.max_headers) {
+                    HeadParse::Partial => None,
+                    HeadParse::Invalid => {
                         self.off();
                         None
                     }
-                    Ok(httparse::Status::Complete(n)) => {
-                        let mut lengths = Vec::new();
-                        let mut te = None;
-                        let mut upgrade = false;
-                        for h in req.headers.iter() {
-                            if h.name.eq_ignore_ascii_case("content-length") {
-                                lengths.push(h.value.to_vec());
-                            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                                te = Some(h.value.to_vec());
-                            } else if h.name.eq_ignore_ascii_case("upgrade") {
-                                upgrade = true;
-                            }
-                        }
-                        let conflict = te.is_some() && !lengths.is_empty();
+                    HeadParse::Complete(n, head) => {
+                        let conflict =
+                            head.transfer_encoding.is_some() && head.content_length.is_some();
                         self.verdicts.push(!conflict);
-                        let is_connect = req.method == Some("CONNECT");
-                        if conflict || upgrade || is_connect {
+                        if conflict || head.upgrade_or_connect {
                             self.off();
                             return None;
                         }
-                        self.state = match (te, lengths.first()) {
-                            (Some(te), _) if ends_with_chunked(&te) => State::ChunkSize,
-                            (Some(_), _) => State::Off,
-                            (None, Some(len)) => match std::str::from_utf8(len)
-                                .ok()
-                                .and_then(|s| s.trim().parse::<u64>().ok())
-                            {
-                                Some(0) => State::Head,
-                                Some(n) => State::Fixed(n),
-                                None => State::Off,
-                            },
-                            (None, None) => State::Head,
+                        self.state = match (head.transfer_encoding, head.content_length) {
+                            (Some(true), _) => State::ChunkSize,
+                            (Some(false), _) => State::Off,
+                            (None, Some(Some(0))) | (None, None) => State::Head,
+                            (None, Some(Some(n))) => State::Fixed(n),
+                            (None, Some(None)) => State::Off,
                         };
                         Some(skip + n)
                     }
@@ -201,7 +181,7 @@ impl FramingGuard {
                 }
             },
             State::Trailers => {
-                let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers.max(1) + 1];
+                let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers + 1];
                 match httparse::parse_headers(&self.buf, &mut headers) {
                     Ok(httparse::Status::Partial) => None,
                     Err(_) => {
@@ -217,6 +197,64 @@ impl FramingGuard {
             _ => None,
         }
     }
+}
+
+/// What the framing of one request head says.
+struct HeadFacts {
+    /// `Some(is_chunked_last)` when Transfer-Encoding is present.
+    transfer_encoding: Option<bool>,
+    /// `Some(parsed value)` when Content-Length is present.
+    content_length: Option<Option<u64>>,
+    upgrade_or_connect: bool,
+}
+
+enum HeadParse {
+    Partial,
+    Invalid,
+    Complete(usize, HeadFacts),
+}
+
+fn parse_head(buf: &[u8], max_headers: usize) -> HeadParse {
+    // Most heads fit the stack array; only larger ones pay for a heap one.
+    let mut small = [httparse::EMPTY_HEADER; 64];
+    match parse_head_with(buf, &mut small) {
+        Err(httparse::Error::TooManyHeaders) if max_headers >= small.len() => {
+            let mut large = vec![httparse::EMPTY_HEADER; max_headers + 1];
+            parse_head_with(buf, &mut large).unwrap_or(HeadParse::Invalid)
+        }
+        Err(_) => HeadParse::Invalid,
+        Ok(parsed) => parsed,
+    }
+}
+
+fn parse_head_with<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Result<HeadParse, httparse::Error> {
+    let mut req = httparse::Request::new(headers);
+    let n = match req.parse(buf)? {
+        httparse::Status::Partial => return Ok(HeadParse::Partial),
+        httparse::Status::Complete(n) => n,
+    };
+    let mut facts = HeadFacts {
+        transfer_encoding: None,
+        content_length: None,
+        upgrade_or_connect: req.method == Some("CONNECT"),
+    };
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            facts.content_length = Some(
+                std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok()),
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            facts.transfer_encoding = Some(ends_with_chunked(h.value));
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            facts.upgrade_or_connect = true;
+        }
+    }
+    Ok(HeadParse::Complete(n, facts))
 }
 
 fn ends_with_chunked(te: &[u8]) -> bool {

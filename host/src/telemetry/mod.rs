@@ -17,9 +17,39 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Keeps the access-log writer thread alive; dropping it flushes what is queued.
+#[must_use = "dropping the guard stops the access-log writer"]
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogGuard")
+    }
+}
+
+/// The access log's writer: a dedicated thread with a buffer over stdout, so request
+/// tasks never block on the write and lines leave in batches under load. The queue
+/// applies backpressure when full instead of dropping lines.
+fn access_writer() -> (tracing_appender::non_blocking::NonBlocking, LogGuard) {
+    use std::os::fd::AsFd;
+    let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::fs::File::from(fd),
+        )),
+        Err(_) => Box::new(std::io::stdout()),
+    };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("access-log")
+        .finish(out);
+    (writer, LogGuard(guard))
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters operational logs (default `info`);
-/// the access log is always on.
-pub fn init(format: LogFormat) {
+/// the access log is always on. Keep the returned guard until the process exits.
+pub fn init(format: LogFormat) -> LogGuard {
+    let (access_out, guard) = access_writer();
     let ops_filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
@@ -36,7 +66,7 @@ pub fn init(format: LogFormat) {
                     .with_current_span(false)
                     .with_span_list(false)
                     .with_target(false)
-                    .with_writer(std::io::stdout)
+                    .with_writer(access_out.clone())
                     .with_filter(only_access),
             )
             .with(
@@ -53,7 +83,7 @@ pub fn init(format: LogFormat) {
                 tracing_subscriber::fmt::layer()
                     .compact()
                     .with_target(false)
-                    .with_writer(std::io::stdout)
+                    .with_writer(access_out.clone())
                     .with_filter(only_access),
             )
             .with(
@@ -65,4 +95,5 @@ pub fn init(format: LogFormat) {
             )
             .init(),
     }
+    guard
 }

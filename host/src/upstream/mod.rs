@@ -146,8 +146,9 @@ impl Upstream {
         let attempts = if retryable { 1 + self.retries } else { 1 };
         let mut tried = Vec::new();
         let mut body = Some(body);
+        let mut headers = Some(parts.headers);
         let mut last_error = GatewayError::NoHealthyUpstream;
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
             let Some(index) = self.pick(&tried) else {
                 break;
             };
@@ -162,7 +163,12 @@ impl Upstream {
             let mut request = Request::new(body.take().unwrap_or_else(empty));
             *request.method_mut() = parts.method.clone();
             *request.uri_mut() = uri;
-            *request.headers_mut() = parts.headers.clone();
+            // Only a request that may be sent again needs its headers copied.
+            *request.headers_mut() = if attempt + 1 < attempts {
+                headers.clone().unwrap_or_default()
+            } else {
+                headers.take().unwrap_or_default()
+            };
             *request.version_mut() = http::Version::HTTP_11;
 
             target.in_flight.fetch_add(1, Ordering::Relaxed);
