@@ -108,6 +108,131 @@ impl Drop for AccessRecord {
     }
 }
 
+/// Writes access-log events as one flat JSON object per line.
+///
+/// The generic JSON formatter of `tracing-subscriber` builds a map per event and was a
+/// tenth of the gateway's CPU time per proxied request under load (bench/proxy.sh with
+/// perf); this layer writes the fields straight into a reused buffer.
+pub struct AccessJsonLayer<W> {
+    writer: W,
+}
+
+impl<W> AccessJsonLayer<W> {
+    pub fn new(writer: W) -> Self {
+        Self { writer }
+    }
+}
+
+impl<W> std::fmt::Debug for AccessJsonLayer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessJsonLayer")
+    }
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for AccessJsonLayer<W>
+where
+    S: tracing::Subscriber,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        LINE.with(|line| {
+            let Ok(mut line) = line.try_borrow_mut() else {
+                return;
+            };
+            line.clear();
+            line.push_str("{\"timestamp\":\"");
+            let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+            let _ = write!(line, "{now}");
+            line.push('"');
+            event.record(&mut JsonFields(&mut line));
+            line.push_str("}\n");
+            let _ = self.writer.make_writer().write_all(line.as_bytes());
+        });
+    }
+}
+
+/// Appends `,"name":value` for each field; the `message` field is left out.
+struct JsonFields<'a>(&'a mut String);
+
+impl JsonFields<'_> {
+    fn key(&mut self, field: &tracing::field::Field) {
+        self.0.push_str(",\"");
+        self.0.push_str(field.name());
+        self.0.push_str("\":");
+    }
+}
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.key(field);
+        push_json_string(self.0, value);
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        use std::fmt::Write;
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        use std::fmt::Write;
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        use std::fmt::Write;
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.0, "{value}");
+        } else {
+            self.0.push_str("null");
+        }
+    }
+
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.key(field);
+        self.0.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            return;
+        }
+        self.key(field);
+        push_json_string(self.0, &format!("{value:?}"));
+    }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 escaping).
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
@@ -116,6 +241,15 @@ fn round3(ms: f64) -> f64 {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
+    }
 
     #[test]
     fn secret_headers_are_never_rendered() {

@@ -3,7 +3,7 @@
 
 mod access_log;
 
-pub use access_log::{ACCESS_TARGET, AccessRecord, HeaderRedactor};
+pub use access_log::{ACCESS_TARGET, AccessJsonLayer, AccessRecord, HeaderRedactor};
 
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
 use tracing_subscriber::prelude::*;
@@ -59,16 +59,7 @@ pub fn init(format: LogFormat) -> LogGuard {
     let registry = tracing_subscriber::registry();
     match format {
         LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_target(false)
-                    .with_writer(access_out.clone())
-                    .with_filter(only_access),
-            )
+            .with(AccessJsonLayer::new(access_out).with_filter(only_access))
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
