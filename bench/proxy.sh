@@ -3,16 +3,20 @@
 # upstream, under the same wrk load. Prints requests/s and p99 latency for each and the
 # ratio Portcullis/nginx.
 #
-#   bash bench/proxy.sh                 # 10 s per peer, 50 connections
-#   DURATION=30s CONNECTIONS=100 bash bench/proxy.sh
+#   bash bench/proxy.sh                         # 5 rounds of 5 s per peer, 50 connections
+#   ROUNDS=3 DURATION=10s CONNECTIONS=100 bash bench/proxy.sh
 #
+# The peers alternate within each round and the medians are reported: on a shared
+# 2-core VM single runs vary by ±20 %, and alternating keeps slow phases from
+# landing on one peer only.
 # Layout on a 2-core machine: each proxy under test runs alone on core 0 (Portcullis
 # with one runtime worker thread, nginx with one worker process); the upstream (an
 # nginx returning a 1 KiB body) and wrk share core 1. Both proxies keep upstream
 # connections alive and write an access log line per request to a file.
 set -euo pipefail
 
-DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-50}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d)
@@ -124,8 +128,6 @@ to_ms() {
 
 run_wrk() { # port -> "rps p99_ms"
     local out
-    # Warm up pools and caches first, then measure.
-    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$1/" > /dev/null
     out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/")
     if echo "$out" | grep -q "Non-2xx"; then
         echo "$out" >&2
@@ -138,12 +140,24 @@ run_wrk() { # port -> "rps p99_ms"
     echo "$rps $(to_ms "$p99")"
 }
 
-echo "load: wrk -t1 -c$CONNECTIONS -d$DURATION, keep-alive, GET with a 1 KiB response" >&2
-read -r NGINX_RPS NGINX_P99 < <(run_wrk "$NGINX_PORT")
-read -r PC_RPS PC_P99 < <(run_wrk "$PORTCULLIS_PORT")
+echo "load: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d$DURATION, keep-alive, GET with a 1 KiB response" >&2
+# Warm up connection pools and caches once, then measure.
+for port in "$NGINX_PORT" "$PORTCULLIS_PORT"; do
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" > /dev/null
+done
+NGINX_RPS=(); NGINX_P99=(); PC_RPS=(); PC_P99=()
+for round in $(seq 1 "$ROUNDS"); do
+    read -r rps p99 < <(run_wrk "$NGINX_PORT"); NGINX_RPS+=("$rps"); NGINX_P99+=("$p99")
+    read -r rps p99 < <(run_wrk "$PORTCULLIS_PORT"); PC_RPS+=("$rps"); PC_P99+=("$p99")
+    echo "round $round: nginx ${NGINX_RPS[-1]} req/s p99 ${NGINX_P99[-1]} ms; portcullis ${PC_RPS[-1]} req/s p99 ${PC_P99[-1]} ms" >&2
+done
 
-printf '%-12s %14s %10s\n' peer "requests/s" "p99 ms"
-printf '%-12s %14.0f %10.3f\n' nginx "$NGINX_RPS" "$NGINX_P99"
-printf '%-12s %14.0f %10.3f\n' portcullis "$PC_RPS" "$PC_P99"
-awk -v a="$PC_RPS" -v b="$NGINX_RPS" -v pa="$PC_P99" -v pb="$NGINX_P99" \
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+N_RPS=$(median "${NGINX_RPS[@]}"); N_P99=$(median "${NGINX_P99[@]}")
+P_RPS=$(median "${PC_RPS[@]}"); P_P99=$(median "${PC_P99[@]}")
+
+printf '%-12s %14s %10s   (medians of %s rounds)\n' peer "requests/s" "p99 ms" "$ROUNDS"
+printf '%-12s %14.0f %10.3f\n' nginx "$N_RPS" "$N_P99"
+printf '%-12s %14.0f %10.3f\n' portcullis "$P_RPS" "$P_P99"
+awk -v a="$P_RPS" -v b="$N_RPS" -v pa="$P_P99" -v pb="$N_P99" \
     'BEGIN { printf "ratio portcullis/nginx: requests/s %.2f, p99 %.2f\n", a / b, pa / pb }'
