@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Portcullis against nginx as plain reverse proxies, in the same run, on the same
 # upstream, under the same wrk load. Prints requests/s and p99 latency for each and the
-# ratio Portcullis/nginx.
+# ratio Portcullis/nginx; a bare hyper proxy (host/examples/bare_hyper_proxy.rs) runs
+# beside them as the floor our libraries set.
 #
 #   bash bench/proxy.sh                         # 5 rounds of 5 s per peer, 50 connections
 #   ROUNDS=3 DURATION=10s CONNECTIONS=100 bash bench/proxy.sh
@@ -10,9 +11,9 @@
 # 2-core VM single runs vary by ±20 %, and alternating keeps slow phases from
 # landing on one peer only.
 # Layout on a 2-core machine: each proxy under test runs alone on core 0 (Portcullis
-# with one runtime worker thread, nginx with one worker process); the upstream (an
-# nginx returning a 1 KiB body) and wrk share core 1. Both proxies keep upstream
-# connections alive and write an access log line per request to a file.
+# and the bare proxy with one runtime worker thread, nginx with one worker process); the
+# upstream (an nginx returning a 1 KiB body) and wrk share core 1. nginx and Portcullis
+# keep upstream connections alive and write an access log line per request to a file.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -56,6 +57,7 @@ wait_port() {
 UPSTREAM_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 PORTCULLIS_PORT=$(free_port)
+BARE_PORT=$(free_port)
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'x')
 
 nginx_conf() { # name, server block
@@ -106,8 +108,8 @@ id = "all"
 upstream = "backend"
 CONF
 
-echo "building portcullis (release)" >&2
-(cd "$ROOT" && cargo build --release --locked -q)
+echo "building portcullis and the bare hyper proxy (release)" >&2
+(cd "$ROOT" && cargo build --release --locked -q -p portcullis --bin portcullis --example bare_hyper_proxy)
 
 taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
@@ -116,7 +118,9 @@ PIDS+=($!)
 PORTCULLIS_WORKERS=1 taskset -c 0 "$ROOT/target/release/portcullis" run -c "$WORK/portcullis.toml" \
     > "$WORK/portcullis-access.log" 2> "$WORK/portcullis.log" &
 PIDS+=($!)
-wait_port "$UPSTREAM_PORT"; wait_port "$NGINX_PORT"; wait_port "$PORTCULLIS_PORT"
+taskset -c 0 "$ROOT/target/release/examples/bare_hyper_proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$UPSTREAM_PORT" &
+PIDS+=($!)
+wait_port "$UPSTREAM_PORT"; wait_port "$NGINX_PORT"; wait_port "$PORTCULLIS_PORT"; wait_port "$BARE_PORT"
 
 # wrk prints latency with units; convert to milliseconds.
 to_ms() {
@@ -142,22 +146,28 @@ run_wrk() { # port -> "rps p99_ms"
 
 echo "load: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d$DURATION, keep-alive, GET with a 1 KiB response" >&2
 # Warm up connection pools and caches once, then measure.
-for port in "$NGINX_PORT" "$PORTCULLIS_PORT"; do
+for port in "$NGINX_PORT" "$PORTCULLIS_PORT" "$BARE_PORT"; do
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" > /dev/null
 done
-NGINX_RPS=(); NGINX_P99=(); PC_RPS=(); PC_P99=()
+NGINX_RPS=(); NGINX_P99=(); PC_RPS=(); PC_P99=(); BARE_RPS=(); BARE_P99=()
 for round in $(seq 1 "$ROUNDS"); do
     read -r rps p99 < <(run_wrk "$NGINX_PORT"); NGINX_RPS+=("$rps"); NGINX_P99+=("$p99")
     read -r rps p99 < <(run_wrk "$PORTCULLIS_PORT"); PC_RPS+=("$rps"); PC_P99+=("$p99")
-    echo "round $round: nginx ${NGINX_RPS[-1]} req/s p99 ${NGINX_P99[-1]} ms; portcullis ${PC_RPS[-1]} req/s p99 ${PC_P99[-1]} ms" >&2
+    read -r rps p99 < <(run_wrk "$BARE_PORT"); BARE_RPS+=("$rps"); BARE_P99+=("$p99")
+    echo "round $round: nginx ${NGINX_RPS[-1]} req/s p99 ${NGINX_P99[-1]} ms;" \
+        "portcullis ${PC_RPS[-1]} req/s p99 ${PC_P99[-1]} ms;" \
+        "bare hyper ${BARE_RPS[-1]} req/s p99 ${BARE_P99[-1]} ms" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 N_RPS=$(median "${NGINX_RPS[@]}"); N_P99=$(median "${NGINX_P99[@]}")
 P_RPS=$(median "${PC_RPS[@]}"); P_P99=$(median "${PC_P99[@]}")
+B_RPS=$(median "${BARE_RPS[@]}"); B_P99=$(median "${BARE_P99[@]}")
 
 printf '%-12s %14s %10s   (medians of %s rounds)\n' peer "requests/s" "p99 ms" "$ROUNDS"
 printf '%-12s %14.0f %10.3f\n' nginx "$N_RPS" "$N_P99"
 printf '%-12s %14.0f %10.3f\n' portcullis "$P_RPS" "$P_P99"
+printf '%-12s %14.0f %10.3f   (reference: hyper alone, no gateway work)\n' "bare hyper" "$B_RPS" "$B_P99"
 awk -v a="$P_RPS" -v b="$N_RPS" -v pa="$P_P99" -v pb="$N_P99" \
     'BEGIN { printf "ratio portcullis/nginx: requests/s %.2f, p99 %.2f\n", a / b, pa / pb }'
+awk -v a="$P_RPS" -v b="$B_RPS" 'BEGIN { printf "ratio portcullis/bare hyper: requests/s %.2f\n", a / b }'

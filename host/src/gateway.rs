@@ -21,11 +21,12 @@ use crate::telemetry::AccessRecord;
 
 /// What the stages learn about a request, for the response and the access log.
 struct Exchange {
-    request_id: String,
+    /// The request id as a header value, made once for the upstream and the client.
+    request_id: HeaderValue,
     client_ip: std::net::IpAddr,
-    host: String,
-    path: String,
     route: Option<RouteMatch>,
+    /// Held with the response body: counts toward least-request until it is done.
+    in_flight: Option<crate::upstream::InFlight>,
     rate_limits: RateLimitVerdict,
     origin: Option<HeaderValue>,
     record: AccessRecord,
@@ -43,13 +44,15 @@ pub async fn handle(
     let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), &conn.trusted_proxies);
     let host = request_host(&req);
     let path = normalize(req.uri().path()).into_owned();
+    let request_id_value =
+        HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     let mut record = AccessRecord {
         start: Instant::now(),
-        request_id: request_id.clone(),
+        request_id,
         client_ip,
         method: req.method().clone(),
-        host: host.clone(),
-        path: path.clone(),
+        host,
+        path,
         protocol: protocol_name(req.version()),
         route: None,
         status: 0,
@@ -63,11 +66,10 @@ pub async fn handle(
     };
     record.capture_headers(&runtime.redactor, req.headers());
     let mut ex = Exchange {
-        request_id,
+        request_id: request_id_value,
         client_ip,
-        host,
-        path,
         route: None,
+        in_flight: None,
         rate_limits: RateLimitVerdict::default(),
         origin: req.headers().get(header::ORIGIN).cloned(),
         record,
@@ -77,7 +79,7 @@ pub async fn handle(
         Ok(response) => response,
         Err(e) => {
             ex.record.flag = Some(e.flag());
-            e.into_response(&ex.request_id)
+            e.into_response(&ex.record.request_id)
         }
     };
 
@@ -93,16 +95,14 @@ pub async fn handle(
     {
         cors.decorate(ex.origin.as_ref(), headers);
     }
-    if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-        headers.insert(proxy::X_REQUEST_ID, v);
-    }
+    headers.insert(proxy::X_REQUEST_ID, ex.request_id.clone());
 
     ex.record.status = response.status().as_u16();
     ex.record.route = ex.route.as_ref().map(|m| m.route.id.clone());
     let bytes_out = Arc::clone(&ex.record.bytes_out);
     response.map(|body| {
         Counted::new(body, bytes_out)
-            .with_guard((ex.record, open))
+            .with_guard((ex.record, open, ex.in_flight))
             .boxed()
     })
 }
@@ -138,9 +138,9 @@ async fn serve(
         .flatten()
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
     let view = RequestView {
-        host: &ex.host,
+        host: &ex.record.host,
         method: announced.as_ref().unwrap_or(req.method()),
-        path: &ex.path,
+        path: &ex.record.path,
         headers: req.headers(),
         query: req.uri().query(),
     };
@@ -239,18 +239,27 @@ async fn serve(
             let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
             let (mut parts, body) = req.into_parts();
 
-            let path = match (rewrite, ex.route.as_ref()) {
-                (Some(rw), Some(m)) => rw.apply(&ex.path, &m.params),
-                _ => ex.path.clone(),
+            let rewritten = match (rewrite, ex.route.as_ref()) {
+                (Some(rw), Some(m)) => Some(rw.apply(&ex.record.path, &m.params)),
+                _ if ex.record.path != parts.uri.path() => Some(ex.record.path.clone()),
+                // The common case: forward the target as received, without a copy.
+                _ => None,
             };
-            let path_and_query = match parts.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
+            let path_and_query = match rewritten {
+                None => parts
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+                Some(path) => {
+                    let joined = match parts.uri.query() {
+                        Some(q) => format!("{path}?{q}"),
+                        None => path,
+                    };
+                    http::uri::PathAndQuery::try_from(joined)
+                        .map_err(|_| GatewayError::BadRequest("invalid request target"))?
+                }
             };
-            parts.uri = http::Uri::builder()
-                .path_and_query(path_and_query)
-                .build()
-                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
 
             let idempotent = matches!(
                 parts.method,
@@ -271,20 +280,18 @@ async fn serve(
                 conn.peer.ip(),
                 &conn.trusted_proxies,
                 conn.tls,
-                &ex.host,
+                &ex.record.host,
             );
             if !parts.headers.contains_key(header::HOST)
-                && let Ok(v) = HeaderValue::from_str(&ex.host)
+                && let Ok(v) = HeaderValue::from_str(&ex.record.host)
             {
                 // HTTP/2 clients send :authority only; upstreams expect a Host.
                 parts.headers.insert(header::HOST, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
-                parts.headers.insert(proxy::X_REQUEST_ID, v);
-            }
+            parts.headers.insert(proxy::X_REQUEST_ID, ex.request_id.clone());
 
             let started = Instant::now();
-            let sent = upstream.send(parts, body, retryable).await;
+            let sent = upstream.send(parts, path_and_query, body, retryable).await;
             ex.record.upstream_latency = Some(started.elapsed());
             let mut sent = sent?;
             ex.record.upstream = Some(sent.target.to_string());
@@ -302,12 +309,9 @@ async fn serve(
                 return Ok(Response::from_parts(head, empty()));
             }
             proxy::strip_hop_by_hop(&mut head.headers, false);
-            let in_flight = sent.in_flight;
+            ex.in_flight = Some(sent.in_flight);
             let body = body
                 .map_err(|e| Box::new(e) as crate::body::BoxError)
-                .boxed();
-            let body = Counted::new(body, Arc::new(AtomicU64::new(0)))
-                .with_guard(in_flight)
                 .boxed();
             Ok(Response::from_parts(head, body))
         }

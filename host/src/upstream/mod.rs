@@ -140,6 +140,7 @@ impl Upstream {
     pub async fn send(
         self: &Arc<Self>,
         parts: http::request::Parts,
+        path_and_query: http::uri::PathAndQuery,
         body: ProxyBody,
         retryable: bool,
     ) -> Result<UpstreamResponse, GatewayError> {
@@ -154,11 +155,11 @@ impl Upstream {
             };
             tried.push(index);
             let target = &self.targets[index];
-            let uri = Uri::builder()
-                .scheme(self.scheme.clone())
-                .authority(target.authority.clone())
-                .path_and_query(parts.uri.path_and_query().map_or("/", |pq| pq.as_str()))
-                .build()
+            let mut uri_parts = http::uri::Parts::default();
+            uri_parts.scheme = Some(self.scheme.clone());
+            uri_parts.authority = Some(target.authority.clone());
+            uri_parts.path_and_query = Some(path_and_query.clone());
+            let uri = Uri::from_parts(uri_parts)
                 .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
             let mut request = Request::new(body.take().unwrap_or_else(empty));
             *request.method_mut() = parts.method.clone();
