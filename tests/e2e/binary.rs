@@ -221,3 +221,15 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .expect("wait");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// The configuration example in README.md must stay a valid config shape.
+#[test]
+fn readme_config_example_parses() {
+    let readme = std::fs::read_to_string(repo_file("README.md")).expect("README");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + readme[start..].find("```").expect("block end");
+    let path = std::path::Path::new("README.md");
+    if let Err(e) = portcullis::config::parse(path, readme[start..end].to_owned()) {
+        panic!("README example does not parse:\n{e}");
+    }
+}
