@@ -288,7 +288,9 @@ async fn serve(
                 // HTTP/2 clients send :authority only; upstreams expect a Host.
                 parts.headers.insert(header::HOST, v);
             }
-            parts.headers.insert(proxy::X_REQUEST_ID, ex.request_id.clone());
+            parts
+                .headers
+                .insert(proxy::X_REQUEST_ID, ex.request_id.clone());
 
             let started = Instant::now();
             let sent = upstream.send(parts, path_and_query, body, retryable).await;

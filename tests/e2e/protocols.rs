@@ -162,3 +162,21 @@ async fn websocket_upgrades_pass_through() {
     tcp.read_exact(&mut echo).await.expect("echo");
     assert_eq!(&echo, b"ping-through-the-tunnel");
 }
+
+#[tokio::test]
+async fn h2c_to_the_upstream_when_configured() {
+    let up = TestUpstream::start("svc").await;
+    let config = format!(
+        "version = 1\n{LISTENER}\n[upstreams.svc]\ntargets = [\"{}\"]\nhttp2 = true\n\n\
+         [[routes]]\nid = \"all\"\nupstream = \"svc\"\n",
+        up.addr
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    for _ in 0..5 {
+        let reply = conn.send(get("h", "/h2c")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["version"], "HTTP/2.0");
+    }
+    assert_eq!(up.connections(), 1, "one multiplexed HTTP/2 connection");
+}

@@ -124,6 +124,8 @@ upstream = "without-cert"
     let reply = get_once(gw.addr(), "h", "/mtls").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-upstream"), Some("secure-backend"));
+    // The upstream offers h2 by ALPN, so the gateway speaks HTTP/2 to it.
+    assert_eq!(reply.json()["version"], "HTTP/2.0");
     assert_eq!(
         up.counters
             .client_certs
