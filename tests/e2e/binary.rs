@@ -233,3 +233,25 @@ fn readme_config_example_parses() {
         panic!("README example does not parse:\n{e}");
     }
 }
+
+#[test]
+fn run_refuses_a_broken_config_and_a_taken_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, stderr) = run_cli(&[
+        "run",
+        "-c",
+        &dir.path().join("missing.toml").display().to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read the config file"), "{stderr}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let config = format!(
+        "version = 1\n[[listeners]]\naddress = \"{}\"\n[[routes]]\nid = \"r\"\nrespond = {{ body = \"x\" }}\n",
+        taken.local_addr().expect("addr")
+    );
+    let path = write(dir.path(), "taken.toml", &config);
+    let (code, _, stderr) = run_cli(&["run", "-c", &path]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+}

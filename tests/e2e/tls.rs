@@ -147,3 +147,31 @@ fn pem_der(pem: &str) -> Vec<u8> {
         .expect("pem")
         .to_vec()
 }
+
+#[tokio::test]
+async fn tls_1_2_clients_are_served() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("CA");
+    ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
+    let config = "version = 1\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+                  tls = { certificates = [{ cert = \"gw.crt\", key = \"gw.key\" }] }\n\
+                  [[routes]]\nid = \"r\"\nrespond = { body = \"ok\" }\n";
+    let gw = TestGateway::start_in(dir, config).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).expect("ca");
+    let client = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect("gw.example.test".try_into().expect("name"), tcp)
+        .await
+        .expect("TLS 1.2 handshake");
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+}
