@@ -28,6 +28,15 @@ impl PathMatcher {
         }
     }
 
+    /// The regex behind a template or regex matcher, for the router's prefilter set.
+    pub fn pattern(&self) -> Option<&str> {
+        match self {
+            Self::Template(t) => Some(t.regex.as_str()),
+            Self::Regex(r) => Some(r.as_str()),
+            _ => None,
+        }
+    }
+
     /// Matches `path`; template parameters are pushed into `params`.
     pub fn matches(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
         match self {
