@@ -122,12 +122,7 @@ async fn serve(
     }
 
     // 2. Listener edge limits, before routing spends any work on the request.
-    let listener_limits = RequestLimits {
-        max_header_bytes: conn.limits.max_header_bytes,
-        max_headers: conn.limits.max_headers,
-        max_uri_bytes: conn.limits.max_uri_bytes,
-        max_body_bytes: conn.limits.max_body_bytes,
-    };
+    let listener_limits = RequestLimits::of_listener(&conn.limits);
     check_head_limits(&req, &listener_limits)?;
 
     // 3. Routing. A CORS preflight is routed as the request it announces, so that
@@ -149,25 +144,10 @@ async fn serve(
     ex.route = Some(matched);
 
     // 4. The route's own limits may be tighter than the listener's.
-    let limits = RequestLimits {
-        max_header_bytes: route
-            .limits
-            .max_header_bytes
-            .unwrap_or(listener_limits.max_header_bytes),
-        max_headers: route
-            .limits
-            .max_headers
-            .unwrap_or(listener_limits.max_headers),
-        max_uri_bytes: route
-            .limits
-            .max_uri_bytes
-            .unwrap_or(listener_limits.max_uri_bytes),
-        max_body_bytes: route
-            .limits
-            .max_body_bytes
-            .unwrap_or(listener_limits.max_body_bytes),
-    };
-    check_head_limits(&req, &limits)?;
+    let limits = listener_limits.overridden_by(&route.limits);
+    if route.limits.has_head_limits() {
+        check_head_limits(&req, &limits)?;
+    }
 
     // 5. IP policy before anything that costs state (rate-limit buckets) or answers
     //    on the route's behalf (CORS): a denied address learns nothing more.

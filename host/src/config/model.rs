@@ -135,6 +135,15 @@ pub struct RouteLimits {
     pub max_body_bytes: Option<u64>,
 }
 
+impl RouteLimits {
+    /// Whether the route overrides a limit on the request head (not just the body).
+    pub fn has_head_limits(&self) -> bool {
+        self.max_header_bytes.is_some()
+            || self.max_headers.is_some()
+            || self.max_uri_bytes.is_some()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {

@@ -71,9 +71,7 @@ impl FramingGuard {
             match self.state {
                 State::Off => return,
                 State::Fixed(n) => {
-                    let take = (n as usize).min(data.len());
-                    data = &data[take..];
-                    let left = n - take as u64;
+                    let left = skip(&mut data, n);
                     self.state = if left == 0 {
                         State::Head
                     } else {
@@ -81,9 +79,7 @@ impl FramingGuard {
                     };
                 }
                 State::ChunkData(n) => {
-                    let take = (n as usize).min(data.len());
-                    data = &data[take..];
-                    let left = n - take as u64;
+                    let left = skip(&mut data, n);
                     self.state = if left == 0 {
                         State::ChunkCrlf(2)
                     } else {
@@ -91,13 +87,12 @@ impl FramingGuard {
                     };
                 }
                 State::ChunkCrlf(n) => {
-                    let take = (n as usize).min(data.len());
-                    data = &data[take..];
-                    let left = n - take as u8;
+                    let left = skip(&mut data, u64::from(n));
+                    // `left` is at most 2, from `n`.
                     self.state = if left == 0 {
                         State::ChunkSize
                     } else {
-                        State::ChunkCrlf(left)
+                        State::ChunkCrlf(left as u8)
                     };
                 }
                 State::Head | State::ChunkSize | State::Trailers => {
@@ -255,6 +250,13 @@ fn parse_head_with<'b>(
         }
     }
     Ok(HeadParse::Complete(n, facts))
+}
+
+/// Skips up to `n` bytes of `data`; returns how many of the `n` are still to come.
+fn skip(data: &mut &[u8], n: u64) -> u64 {
+    let take = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+    *data = &data[take..];
+    n - take as u64
 }
 
 fn ends_with_chunked(te: &[u8]) -> bool {

@@ -114,6 +114,27 @@ pub struct RequestLimits {
     pub max_body_bytes: u64,
 }
 
+impl RequestLimits {
+    pub fn of_listener(l: &crate::config::ListenerLimits) -> Self {
+        Self {
+            max_header_bytes: l.max_header_bytes,
+            max_headers: l.max_headers,
+            max_uri_bytes: l.max_uri_bytes,
+            max_body_bytes: l.max_body_bytes,
+        }
+    }
+
+    /// These limits with a route's overrides applied.
+    pub fn overridden_by(self, r: &crate::config::RouteLimits) -> Self {
+        Self {
+            max_header_bytes: r.max_header_bytes.unwrap_or(self.max_header_bytes),
+            max_headers: r.max_headers.unwrap_or(self.max_headers),
+            max_uri_bytes: r.max_uri_bytes.unwrap_or(self.max_uri_bytes),
+            max_body_bytes: r.max_body_bytes.unwrap_or(self.max_body_bytes),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Route {
     pub id: String,
