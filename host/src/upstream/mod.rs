@@ -208,15 +208,14 @@ impl Upstream {
     }
 }
 
+/// A connect that ran out of `connect_timeout` (hyper-util reports it as an I/O
+/// `TimedOut` in the chain) is a timeout for the client too: 504, not 502.
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return true;
-        }
-        if err.to_string().contains("timed out") {
             return true;
         }
         cur = err.source();
