@@ -138,71 +138,67 @@ where
         event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        use std::fmt::Write as _;
         use std::io::Write as _;
         thread_local! {
-            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         LINE.with(|line| {
             let Ok(mut line) = line.try_borrow_mut() else {
                 return;
             };
             line.clear();
-            line.push_str("{\"timestamp\":\"");
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-            let _ = write!(line, "{now}");
-            line.push('"');
+            let _ = write!(line, "{{\"timestamp\":\"{now}\"");
             event.record(&mut JsonFields(&mut line));
-            line.push_str("}\n");
+            line.extend_from_slice(b"}\n");
             if let Ok(mut out) = self.out.lock() {
-                let _ = out.write_all(line.as_bytes());
+                let _ = out.write_all(&line);
             }
         });
     }
 }
 
-/// Appends `,"name":value` for each field; the `message` field is left out.
-struct JsonFields<'a>(&'a mut String);
+/// Appends `,"name":value` for each field; the `message` field is left out. Strings
+/// are escaped by serde_json.
+struct JsonFields<'a>(&'a mut Vec<u8>);
 
 impl JsonFields<'_> {
     fn key(&mut self, field: &tracing::field::Field) {
-        self.0.push_str(",\"");
-        self.0.push_str(field.name());
-        self.0.push_str("\":");
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(field.name().as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn value(&mut self, value: impl serde::Serialize) {
+        let _ = value.serialize(&mut serde_json::Serializer::new(&mut *self.0));
     }
 }
 
 impl tracing::field::Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.key(field);
-        push_json_string(self.0, value);
+        self.value(value);
     }
 
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        use std::fmt::Write;
         self.key(field);
-        let _ = write!(self.0, "{value}");
+        self.value(value);
     }
 
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        use std::fmt::Write;
         self.key(field);
-        let _ = write!(self.0, "{value}");
+        self.value(value);
     }
 
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        use std::fmt::Write;
+        // serde_json writes non-finite floats as `null`.
         self.key(field);
-        if value.is_finite() {
-            let _ = write!(self.0, "{value}");
-        } else {
-            self.0.push_str("null");
-        }
+        self.value(value);
     }
 
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
         self.key(field);
-        self.0.push_str(if value { "true" } else { "false" });
+        self.value(value);
     }
 
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -210,28 +206,8 @@ impl tracing::field::Visit for JsonFields<'_> {
             return;
         }
         self.key(field);
-        push_json_string(self.0, &format!("{value:?}"));
+        self.value(format!("{value:?}"));
     }
-}
-
-/// Appends `s` as a JSON string literal (RFC 8259 escaping).
-fn push_json_string(out: &mut String, s: &str) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn round3(ms: f64) -> f64 {
@@ -244,11 +220,10 @@ mod tests {
     use http::HeaderValue;
 
     #[test]
-    fn json_strings_are_escaped() {
-        let mut out = String::new();
-        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
-        assert_eq!(out, r#""a\"b\\c\nd\u0001é""#);
-        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    fn field_values_are_json_escaped() {
+        let mut out = Vec::new();
+        JsonFields(&mut out).value("a\"b\\c\nd\u{1}é");
+        let parsed: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
         assert_eq!(parsed, "a\"b\\c\nd\u{1}é");
     }
 
