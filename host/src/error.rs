@@ -41,6 +41,12 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("no healthy upstream target")]
     NoHealthyUpstream,
+    #[error("a plugin of the route failed")]
+    PluginFailed,
+    #[error("a plugin of the route did not finish in time or could not run")]
+    PluginUnavailable { retry_after: Duration },
+    #[error("the route's plugins are at their concurrency limit")]
+    PluginsBusy { retry_after: Duration },
 }
 
 impl GatewayError {
@@ -56,6 +62,10 @@ impl GatewayError {
             Self::UpstreamConnect | Self::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PluginUnavailable { .. } | Self::PluginsBusy { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -72,6 +82,9 @@ impl GatewayError {
             Self::UpstreamInvalid => "UPE",
             Self::UpstreamTimeout => "UT",
             Self::NoHealthyUpstream => "UH",
+            Self::PluginFailed => "PF",
+            Self::PluginUnavailable { .. } => "PU",
+            Self::PluginsBusy { .. } => "PB",
         }
     }
 
@@ -90,6 +103,9 @@ impl GatewayError {
             Self::UpstreamInvalid => "urn:portcullis:problem:upstream-invalid",
             Self::UpstreamTimeout => "urn:portcullis:problem:upstream-timeout",
             Self::NoHealthyUpstream => "urn:portcullis:problem:no-healthy-upstream",
+            Self::PluginFailed => "urn:portcullis:problem:plugin-failed",
+            Self::PluginUnavailable { .. } => "urn:portcullis:problem:plugin-unavailable",
+            Self::PluginsBusy { .. } => "urn:portcullis:problem:plugins-busy",
         }
     }
 
@@ -113,6 +129,13 @@ impl GatewayError {
             Self::UpstreamInvalid => "The upstream service sent an invalid response.".into(),
             Self::UpstreamTimeout => "The upstream service did not answer in time.".into(),
             Self::NoHealthyUpstream => "No healthy upstream target is available.".into(),
+            Self::PluginFailed => "A policy of this route failed to process the request.".into(),
+            Self::PluginUnavailable { .. } => {
+                "A policy of this route could not process the request in time; retry later.".into()
+            }
+            Self::PluginsBusy { .. } => {
+                "This route is handling too many requests; retry later.".into()
+            }
         }
     }
 
@@ -134,7 +157,10 @@ impl GatewayError {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after }
+        | Self::PluginUnavailable { retry_after }
+        | Self::PluginsBusy { retry_after } = self
+        {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(retry_after)),

@@ -13,6 +13,7 @@ use crate::body::{Counted, ProxyBody, empty, full};
 use crate::error::GatewayError;
 use crate::listener::Connection;
 use crate::listener::io::OpenRequest;
+use crate::plugin::{PluginRequest, PluginResponse, RequestOutcome};
 use crate::policy::{Cors, RateLimitKey, RateLimitVerdict};
 use crate::proxy;
 use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, normalize};
@@ -202,45 +203,89 @@ async fn serve(
         return Err(GatewayError::BodyTooLarge);
     }
 
-    // 9. (Request plugin pipeline: the route's WebAssembly plugins run here, after the
-    //    host policies have refused what they can cheaply, and before the upstream.)
+    // The body streams from here on, counted for the access log and cut off at the
+    // route's limit whatever its framing.
+    let mut req = req;
+    let upgrade = proxy::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let bodiless = http_body::Body::is_end_stream(req.body());
+    let (mut parts, body) = req.into_parts();
+    let counted = Counted::new(body, Arc::clone(&ex.record.bytes_in));
+    let mut body: ProxyBody = Limited::new(counted, limits.max_body_bytes as usize).boxed();
+
+    // 9. The request pipeline: the route's plugins in order, after the host policies have
+    //    refused what they can cheaply (a plugin call costs far more than a bucket check),
+    //    and before the upstream. A plugin may edit the request or answer it itself.
+    let mut target = None;
+    let mut response_phase = None;
+    if let Some(pipeline) = &route.pipeline {
+        let permit = pipeline.admit().await?;
+        let path_and_query = upstream_target(&route, ex, &parts.uri)?;
+        // Plugins that read the body see all of it, so it is read here, up to the
+        // smallest cap among them; otherwise it keeps streaming past the plugins.
+        let (buffered, streaming) = match pipeline.request_body_cap() {
+            Some(cap) => (
+                Some(buffer(body, cap.min(limits.max_body_bytes)).await?),
+                None,
+            ),
+            None => (None, Some(body)),
+        };
+        let mut request = PluginRequest {
+            method: parts.method.clone(),
+            path: path_and_query.path().to_owned(),
+            query: path_and_query.query().map(str::to_owned),
+            headers: std::mem::take(&mut parts.headers),
+            body: buffered,
+            identity: None,
+            client_ip: ex.client_ip,
+            route: Arc::from(route.id.as_str()),
+            request_id: Arc::from(ex.record.request_id.as_str()),
+            body_replaced: false,
+        };
+        let (outcome, phase) = pipeline.on_request(&mut request, permit).await;
+        parts.method = request.method;
+        parts.headers = request.headers;
+        body = match (request.body, streaming) {
+            (Some(bytes), _) => {
+                set_length(&mut parts.headers, bytes.len());
+                full(bytes)
+            }
+            (None, Some(streaming)) => streaming,
+            (None, None) => empty(),
+        };
+        let joined = match &request.query {
+            Some(q) => format!("{}?{q}", request.path),
+            None => request.path,
+        };
+        target = Some(
+            http::uri::PathAndQuery::try_from(joined).map_err(|_| GatewayError::PluginFailed)?,
+        );
+        match outcome? {
+            RequestOutcome::Continue => response_phase = Some(phase),
+            RequestOutcome::Respond(mut reply) => {
+                // Later plugins and the upstream are skipped; earlier plugins still see
+                // the answer in their response phase.
+                if !phase.is_empty() {
+                    phase.run(&mut reply, &ex.record.request_id).await?;
+                }
+                return Ok(plugin_response(*reply));
+            }
+        }
+    }
 
     // 10. The route's action.
-    match &route.action {
+    let response = match &route.action {
         RouteAction::Respond(fixed) => {
             let mut response = Response::new(full(fixed.body.clone()));
             *response.status_mut() = fixed.status;
             *response.headers_mut() = fixed.headers.clone();
-            Ok(response)
+            response
         }
-        RouteAction::Proxy { upstream, rewrite } => {
-            let mut req = req;
-            let upgrade = proxy::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
-            let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-            let (mut parts, body) = req.into_parts();
-
-            let rewritten = match (rewrite, ex.route.as_ref()) {
-                (Some(rw), Some(m)) => Some(rw.apply(&ex.record.path, &m.params)),
-                _ if ex.record.path != parts.uri.path() => Some(ex.record.path.clone()),
-                // The common case: forward the target as received, without a copy.
-                _ => None,
+        RouteAction::Proxy { upstream, .. } => {
+            let path_and_query = match target {
+                Some(t) => t,
+                None => upstream_target(&route, ex, &parts.uri)?,
             };
-            let path_and_query = match rewritten {
-                None => parts
-                    .uri
-                    .path_and_query()
-                    .cloned()
-                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-                Some(path) => {
-                    let joined = match parts.uri.query() {
-                        Some(q) => format!("{path}?{q}"),
-                        None => path,
-                    };
-                    http::uri::PathAndQuery::try_from(joined)
-                        .map_err(|_| GatewayError::BadRequest("invalid request target"))?
-                }
-            };
-
             let idempotent = matches!(
                 parts.method,
                 Method::GET
@@ -250,9 +295,7 @@ async fn serve(
                     | Method::DELETE
                     | Method::TRACE
             );
-            let retryable = idempotent && http_body::Body::is_end_stream(&body);
-            let counted = Counted::new(body, Arc::clone(&ex.record.bytes_in));
-            let body: ProxyBody = Limited::new(counted, limits.max_body_bytes as usize).boxed();
+            let retryable = idempotent && bodiless;
 
             proxy::strip_hop_by_hop(&mut parts.headers, upgrade);
             proxy::set_forwarded(
@@ -281,10 +324,9 @@ async fn serve(
                 .then(|| hyper::upgrade::on(&mut sent.response));
             let (mut head, body) = sent.response.into_parts();
 
-            // 11. (Response plugin pipeline: in reverse order, here.)
-
             if let Some(upstream_upgrade) = upstream_upgrade {
-                // A 101 the client did not ask for cannot be relayed.
+                // A 101 the client did not ask for cannot be relayed. Tunnels are not
+                // shown to response plugins: there is no response to edit, only bytes.
                 let client = client_upgrade.ok_or(GatewayError::UpstreamInvalid)?;
                 proxy::tunnel(client, upstream_upgrade);
                 head.headers.remove(header::TRANSFER_ENCODING);
@@ -295,9 +337,128 @@ async fn serve(
             let body = body
                 .map_err(|e| Box::new(e) as crate::body::BoxError)
                 .boxed();
+            Response::from_parts(head, body)
+        }
+    };
+
+    // 11. The response pipeline: the plugins that asked for it, in reverse order, on the
+    //     upstream's (or the static responder's) answer.
+    match (response_phase, &route.pipeline) {
+        (Some(phase), Some(pipeline)) if !phase.is_empty() => {
+            let (mut head, body) = response.into_parts();
+            let (buffered, streaming) = match pipeline.response_body_cap() {
+                Some(cap) => (
+                    Some(
+                        buffer(body, cap)
+                            .await
+                            .map_err(|_| GatewayError::UpstreamInvalid)?,
+                    ),
+                    None,
+                ),
+                None => (None, Some(body)),
+            };
+            let mut plugin_view = PluginResponse {
+                status: head.status,
+                headers: std::mem::take(&mut head.headers),
+                body: buffered,
+                identity: None,
+                body_replaced: false,
+            };
+            phase.run(&mut plugin_view, &ex.record.request_id).await?;
+            head.status = plugin_view.status;
+            head.headers = plugin_view.headers;
+            let body = match (plugin_view.body, streaming) {
+                (Some(bytes), _) => {
+                    set_length(&mut head.headers, bytes.len());
+                    full(bytes)
+                }
+                (None, Some(body)) => body,
+                (None, None) => empty(),
+            };
             Ok(Response::from_parts(head, body))
         }
+        _ => Ok(response),
     }
+}
+
+/// The path and query to send upstream: the route's rewrite applied, or the normalised
+/// path, or (the common case) the target as received, without a copy.
+fn upstream_target(
+    route: &crate::router::Route,
+    ex: &Exchange,
+    uri: &http::Uri,
+) -> Result<http::uri::PathAndQuery, GatewayError> {
+    let rewrite = match &route.action {
+        RouteAction::Proxy { rewrite, .. } => rewrite.as_ref(),
+        RouteAction::Respond(_) => None,
+    };
+    let rewritten = match (rewrite, ex.route.as_ref()) {
+        (Some(rw), Some(m)) => Some(rw.apply(&ex.record.path, &m.params)),
+        _ if ex.record.path != uri.path() => Some(ex.record.path.clone()),
+        _ => None,
+    };
+    match rewritten {
+        None => Ok(uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))),
+        Some(path) => {
+            let joined = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            http::uri::PathAndQuery::try_from(joined)
+                .map_err(|_| GatewayError::BadRequest("invalid request target"))
+        }
+    }
+}
+
+/// Reads a whole body for plugins that asked for it, refusing it past `cap` bytes.
+async fn buffer(mut body: ProxyBody, cap: u64) -> Result<bytes::Bytes, GatewayError> {
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) if is_length_limit(&*e) => return Err(GatewayError::BodyTooLarge),
+            Err(_) => return Err(GatewayError::BadRequest("the body could not be read")),
+        };
+        if let Ok(data) = frame.into_data() {
+            if (collected.len() + data.len()) as u64 > cap {
+                return Err(GatewayError::BodyTooLarge);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// Whether the limit was hit, by this `Limited` or by the route's one inside it.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// A body a plugin saw (or replaced) is sent whole, with its length.
+fn set_length(headers: &mut HeaderMap, len: usize) {
+    headers.remove(header::TRANSFER_ENCODING);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// A plugin's answer as the client will see it.
+fn plugin_response(reply: PluginResponse) -> Response<ProxyBody> {
+    let body = reply.body.unwrap_or_default();
+    let mut headers = reply.headers;
+    set_length(&mut headers, body.len());
+    let mut response = Response::new(full(body));
+    *response.status_mut() = reply.status;
+    *response.headers_mut() = headers;
+    response
 }
 
 fn check_head_limits(req: &Request<Incoming>, limits: &RequestLimits) -> Result<(), GatewayError> {

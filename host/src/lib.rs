@@ -8,6 +8,7 @@
 //! - [`listener`]: TCP/TLS accept, HTTP/1.1 and HTTP/2 serving, connection limits;
 //! - [`router`]: host, method, path, header and query matching with a fixed priority;
 //! - [`policy`]: IP allow/deny, CORS, rate limits;
+//! - [`plugin`]: WebAssembly plugin pipelines: engine, sandboxes, host imports;
 //! - [`upstream`]: pooled clients, balancing, retries, passive health;
 //! - [`error`]: the one place where failures become problem+json responses;
 //! - [`telemetry`]: the access log and operational logs.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod listener;
+pub mod plugin;
 pub mod policy;
 pub mod proxy;
 pub mod router;

@@ -3,6 +3,7 @@
 
 mod binary;
 mod limits;
+mod plugins;
 mod policies;
 mod protocols;
 mod routing;

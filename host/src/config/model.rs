@@ -26,7 +26,163 @@ pub struct Config {
     #[serde(default)]
     pub rate_limits: BTreeMap<String, Spanned<RateLimitConfig>>,
     #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
     pub routes: Vec<Spanned<RouteConfig>>,
+}
+
+/// Process-wide plugin runtime settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Plugin instances alive at once, across all routes (the pooling allocator's slots).
+    #[serde(default = "defaults::max_instances")]
+    pub max_instances: Spanned<u32>,
+    /// Keep compiled components on disk, keyed by content hash, so restarts skip
+    /// compiling them.
+    #[serde(default = "defaults::yes")]
+    pub compile_cache: bool,
+    /// Folder of that cache; `$XDG_CACHE_HOME/portcullis` or `~/.cache/portcullis` by default.
+    pub cache_dir: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub key_sets: KeySetsConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: defaults::max_instances(),
+            compile_cache: true,
+            cache_dir: None,
+            key_sets: KeySetsConfig::default(),
+        }
+    }
+}
+
+/// How the host caches key sets (JWKS) fetched for the crypto capability.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetsConfig {
+    /// A fetched key set is refetched after this long.
+    #[serde(with = "humantime_serde", default = "defaults::jwks_ttl")]
+    pub ttl: Duration,
+    /// A token with an unknown key id refetches the set at most once per this interval.
+    #[serde(with = "humantime_serde", default = "defaults::jwks_min_refresh")]
+    pub min_refresh_interval: Duration,
+    #[serde(with = "humantime_serde", default = "defaults::jwks_fetch_timeout")]
+    pub fetch_timeout: Duration,
+}
+
+impl Default for KeySetsConfig {
+    fn default() -> Self {
+        Self {
+            ttl: defaults::jwks_ttl(),
+            min_refresh_interval: defaults::jwks_min_refresh(),
+            fetch_timeout: defaults::jwks_fetch_timeout(),
+        }
+    }
+}
+
+/// One entry of a route's pipeline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginEntryConfig {
+    /// A `.wasm` component file (relative to the config file).
+    pub plugin: Spanned<String>,
+    /// Handed to the plugin as JSON; the plugin checks it when the config is loaded.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// `closed` (default): a failure answers 500 (503 for a deadline); `open`: go on with
+    /// the request as the plugin left it; `skip`: go on as if the plugin had not run.
+    #[serde(default)]
+    pub failure: FailureConfig,
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+    #[serde(default)]
+    pub grants: GrantsConfig,
+    /// Present: keep a pool of warm instances instead of a fresh one per request.
+    pub reuse: Option<Spanned<ReuseConfig>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureConfig {
+    #[default]
+    Closed,
+    Open,
+    Skip,
+}
+
+/// Per-request limits of one plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    /// Wall-clock time for one call, host calls included.
+    #[serde(with = "humantime_serde", default = "defaults::plugin_deadline")]
+    pub deadline: Duration,
+    #[serde(default = "defaults::plugin_memory_mib")]
+    pub memory_mib: Spanned<u32>,
+    /// Largest body the plugin may read or produce.
+    #[serde(default = "defaults::plugin_body_bytes")]
+    pub body_bytes: u64,
+    #[serde(default = "defaults::plugin_outbound_calls")]
+    pub outbound_calls: u32,
+}
+
+impl Default for BudgetsConfig {
+    fn default() -> Self {
+        Self {
+            deadline: defaults::plugin_deadline(),
+            memory_mib: defaults::plugin_memory_mib(),
+            body_bytes: defaults::plugin_body_bytes(),
+            outbound_calls: defaults::plugin_outbound_calls(),
+        }
+    }
+}
+
+/// Capabilities beyond config, clock, logs and metrics. Nothing is granted by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// Hosts (`name` or `name:port`) the plugin may call, or fetch key sets from.
+    #[serde(default)]
+    pub http: Vec<Spanned<String>>,
+    /// Name of a cache namespace shared with every plugin granted the same name.
+    pub cache: Option<Spanned<String>>,
+    /// Signature verification by the gateway.
+    #[serde(default)]
+    pub crypto: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReuseConfig {
+    /// Warm instances kept; each serves one request at a time.
+    #[serde(default = "defaults::reuse_instances")]
+    pub max_instances: usize,
+    /// An instance is replaced after this many requests (and after any failure).
+    #[serde(default = "defaults::reuse_requests")]
+    pub max_requests: u32,
+}
+
+/// Route-level plugin settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Requests in the pipeline at once; more wait up to `queue_timeout`, then get 503.
+    #[serde(default = "defaults::pipeline_concurrency")]
+    pub max_concurrent: usize,
+    #[serde(with = "humantime_serde", default = "defaults::pipeline_queue_timeout")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: defaults::pipeline_concurrency(),
+            queue_timeout: defaults::pipeline_queue_timeout(),
+        }
+    }
 }
 
 /// Process-wide settings.
@@ -235,6 +391,11 @@ pub struct RouteConfig {
     pub cors: Option<Spanned<CorsConfig>>,
     #[serde(default)]
     pub limits: RouteLimits,
+    /// The route's plugins, run in order before the upstream and in reverse after it.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<PluginEntryConfig>>,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -370,5 +531,44 @@ mod defaults {
     }
     pub fn cors_max_age() -> Duration {
         Duration::from_secs(600)
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn max_instances() -> Spanned<u32> {
+        Spanned::new(0..0, 256)
+    }
+    pub fn jwks_ttl() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn jwks_min_refresh() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn jwks_fetch_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn plugin_deadline() -> Duration {
+        Duration::from_millis(100)
+    }
+    pub fn plugin_memory_mib() -> Spanned<u32> {
+        Spanned::new(0..0, 32)
+    }
+    pub fn plugin_body_bytes() -> u64 {
+        1024 * 1024
+    }
+    pub fn plugin_outbound_calls() -> u32 {
+        4
+    }
+    pub fn reuse_instances() -> usize {
+        16
+    }
+    pub fn reuse_requests() -> u32 {
+        10_000
+    }
+    pub fn pipeline_concurrency() -> usize {
+        256
+    }
+    pub fn pipeline_queue_timeout() -> Duration {
+        Duration::from_millis(500)
     }
 }

@@ -148,6 +148,8 @@ pub struct Route {
     pub policies: RoutePolicies,
     /// Overrides of the listener's limits; `None` keeps the listener's.
     pub limits: crate::config::RouteLimits,
+    /// The route's plugins, when it has any.
+    pub pipeline: Option<Arc<crate::plugin::Pipeline>>,
 }
 
 /// What the router looks at.
@@ -314,6 +316,7 @@ mod tests {
             }),
             policies: RoutePolicies::default(),
             limits: Default::default(),
+            pipeline: None,
         })
     }
 

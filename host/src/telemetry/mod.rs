@@ -2,8 +2,10 @@
 //! (start, reload, upstream failures; on stderr), both through `tracing`.
 
 mod access_log;
+mod metrics;
 
 pub use access_log::{ACCESS_TARGET, AccessJsonLayer, AccessRecord, HeaderRedactor};
+pub use metrics::{Metrics, PluginEventLabels, PluginFailureLabels};
 
 use std::sync::{Arc, Mutex};
 

@@ -18,6 +18,8 @@ use portcullis::server::RunningGateway;
 pub struct TestGateway {
     pub addrs: Vec<SocketAddr>,
     pub dir: tempfile::TempDir,
+    pub metrics: std::sync::Arc<portcullis::telemetry::Metrics>,
+    pub plugin_services: Option<std::sync::Arc<portcullis::plugin::HostServices>>,
     running: Option<RunningGateway>,
 }
 
@@ -34,10 +36,14 @@ impl TestGateway {
         std::fs::write(&path, &text).expect("write config");
         let file = portcullis::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let runtime = Runtime::build(&file).unwrap_or_else(|e| panic!("config: {e}"));
+        let metrics = std::sync::Arc::clone(&runtime.metrics);
+        let plugin_services = runtime.plugin_services.clone();
         let running = RunningGateway::start(runtime).await.expect("start gateway");
         Self {
             addrs: running.addresses.clone(),
             dir,
+            metrics,
+            plugin_services,
             running: Some(running),
         }
     }
@@ -52,6 +58,19 @@ impl TestGateway {
             None => true,
         }
     }
+}
+
+/// Builds a runtime from TOML text and returns the config error it reports, if any.
+pub fn build_error(toml: &str) -> Option<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = toml.replace("{dir}", &dir.path().display().to_string());
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, &text).expect("write config");
+    let file = match portcullis::config::load(&path) {
+        Ok(f) => f,
+        Err(e) => return Some(e.to_string()),
+    };
+    Runtime::build(&file).err().map(|e| e.to_string())
 }
 
 /// A minimal listener block on a free port.

@@ -17,12 +17,16 @@ use toml::Spanned;
 
 use crate::config::{self, ConfigError, ConfigFile, Diagnostics, ListenerLimits};
 use crate::listener::tls;
+use crate::plugin::HostServices;
 use crate::policy::{Cors, IpPolicy, RateLimitKey, RateLimitPolicy, RoutePolicies};
 use crate::router::{
     HostMatcher, PathMatcher, Rewrite, Route, RouteAction, Router, StaticResponse, Template,
     ValueMatch, ValueMatcher,
 };
-use crate::telemetry::HeaderRedactor;
+use plugins::PluginBuilder;
+
+mod plugins;
+use crate::telemetry::{HeaderRedactor, Metrics};
 use crate::upstream::{self, Upstream, UpstreamSettings};
 
 /// A listener ready to bind.
@@ -42,6 +46,9 @@ pub struct Runtime {
     pub rate_limits: Vec<Arc<RateLimitPolicy>>,
     pub redactor: HeaderRedactor,
     pub drain_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    /// The services behind plugin capabilities; `None` when no route has plugins.
+    pub plugin_services: Option<Arc<HostServices>>,
 }
 
 impl Runtime {
@@ -104,6 +111,9 @@ impl Runtime {
             }
         }
 
+        let metrics = Arc::new(Metrics::default());
+        let mut plugins = PluginBuilder::new(cfg, &metrics, &base, &mut d);
+
         let mut routes = Vec::new();
         let mut seen_ids: Vec<&str> = Vec::new();
         for route in &cfg.routes {
@@ -117,9 +127,12 @@ impl Runtime {
             }
             seen_ids.push(id);
             if let Some(r) = build_route(route, &upstreams, &rate_limits, &mut d) {
-                routes.push(Arc::new(r));
+                plugins.add_route(routes.len(), route.get_ref(), &mut d);
+                routes.push(r);
             }
         }
+        let plugin_services = plugins.finish(&mut routes, &mut d);
+        let routes = routes.into_iter().map(Arc::new).collect();
 
         if !d.is_empty() {
             return Err(d.into_error());
@@ -130,6 +143,8 @@ impl Runtime {
             rate_limits: rate_limits.into_values().collect(),
             redactor: HeaderRedactor::new(&cfg.access_log.headers, &cfg.access_log.secret_headers),
             drain_timeout: cfg.server.drain_timeout,
+            metrics,
+            plugin_services,
         })
     }
 }
@@ -451,6 +466,7 @@ fn build_route(
             rate_limits: route_limits,
         },
         limits: r.limits.clone(),
+        pipeline: None,
     })
 }
 

@@ -1,0 +1,114 @@
+//! The one wasmtime engine of the process: its configuration, the on-disk compilation cache,
+//! and the epoch ticker that every plugin deadline hangs off.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy};
+use wasmtime::{PoolingAllocationConfig, WasmBacktraceDetails};
+
+/// How often the epoch advances. Deadlines are checked, and running plugins yield to the
+/// async runtime, once per tick: 1 ms keeps a looping plugin from holding a worker thread
+/// longer than that at a time, for a cost far below a microsecond per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The largest memory any plugin may be granted (`budgets.memory`).
+pub const MAX_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Engine-wide settings from the `[plugins]` table.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Component instances that may be alive at once across all routes (pool slots).
+    pub max_instances: u32,
+    /// Where compiled components are cached; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The engine plus what keeps its epoch moving.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+}
+
+impl std::fmt::Debug for PluginEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginEngine").finish_non_exhaustive()
+    }
+}
+
+impl PluginEngine {
+    /// Builds the engine and starts its epoch ticker, which ends with the last clone of it.
+    pub fn new(settings: &EngineSettings) -> Result<Self, String> {
+        let mut pool = PoolingAllocationConfig::new();
+        let slots = settings.max_instances.max(1);
+        pool.total_component_instances(slots)
+            // A component made by wit-component holds the guest's module plus small shim
+            // modules for its imports.
+            .total_core_instances(slots.saturating_mul(4))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(4))
+            .total_stacks(slots)
+            .max_memory_size(MAX_MEMORY_BYTES)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            // Reset a slot by zeroing the pages a request dirtied instead of unmapping them:
+            // measured to halve the cost of a fresh instance (BENCHMARKS.md).
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16)
+            .pagemap_scan(Enabled::Auto);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            // Component-model async (streams, futures, tasks) is not part of the contract;
+            // leaving it off saves 1–3 µs per call.
+            .concurrency_support(false)
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(dir) = &settings.cache_dir {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            let cache =
+                Cache::new(cache).map_err(|e| format!("plugin cache at {}: {e}", dir.display()))?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| format!("epoch ticker thread: {e}"))?;
+        Ok(Self { engine })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component, or loads it from the cache when these exact bytes were
+    /// compiled before by an engine configured the same way.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
+        Component::new(&self.engine, bytes).map_err(|e| {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            chain.join(": ")
+        })
+    }
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/portcullis` or `~/.cache/portcullis`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("portcullis").join("components"))
+}

@@ -1,0 +1,502 @@
+//! One pipeline entry: a compiled, pre-linked plugin with its config, budgets, grants and
+//! failure policy, and the instances it runs requests on.
+//!
+//! By default every request gets a fresh instance from the pooling allocator, so nothing a
+//! plugin keeps in memory outlives the request. In reuse mode a bounded pool of warm
+//! instances serves one request at a time each; an instance is thrown away after a failure
+//! or after `max_requests` requests.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::Resource;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
+use super::engine::PluginEngine;
+use super::services::{CacheNamespace, HostServices};
+use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
+
+/// Per-request limits of one entry (`budgets` in TOML).
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    /// Wall-clock time for one call, host imports included.
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    /// Largest body the plugin may be shown or hand back.
+    pub body_bytes: u64,
+    /// Outbound HTTP calls allowed per request.
+    pub outbound_calls: u32,
+}
+
+/// What happens to the request when the plugin fails (trap, deadline, memory, error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Answer the client with a problem response: 503 for a deadline, 500 otherwise.
+    Closed,
+    /// Go on with the request as the plugin left it.
+    Open,
+    /// Go on with the request as it was before the plugin ran, its edits discarded.
+    Skip,
+}
+
+impl FailurePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// How instances are had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceMode {
+    Fresh,
+    Reuse {
+        max_instances: usize,
+        max_requests: u32,
+    },
+}
+
+/// A granted outbound host: `name` alone allows any port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostGrant {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl HostGrant {
+    pub fn permits(&self, host: &str, port: u16) -> bool {
+        self.host.eq_ignore_ascii_case(host) && self.port.is_none_or(|p| p == port)
+    }
+}
+
+/// Capabilities granted to an entry. Deny by default: empty means none.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub http: Vec<HostGrant>,
+    pub cache: Option<Arc<CacheNamespace>>,
+    pub crypto: bool,
+}
+
+/// What every store of an entry shares.
+#[derive(Debug)]
+pub struct EntryInfo {
+    pub route: Arc<str>,
+    /// The plugin as named in the config (built-in name or file name).
+    pub plugin: Arc<str>,
+    /// The entry's `config` table as JSON text.
+    pub config: String,
+    pub budgets: Budgets,
+    pub grants: Grants,
+    pub services: Arc<HostServices>,
+}
+
+/// How a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginFailure {
+    /// The call ran past its deadline.
+    Timeout,
+    /// The plugin tried to use more memory than its budget.
+    MemoryExhausted,
+    /// The plugin trapped (a panic, `unreachable`, an out-of-bounds access...).
+    Trap(String),
+    /// The plugin returned an error.
+    Error(String),
+    /// The plugin handed back more than its budget allows.
+    OutputTooLarge(&'static str),
+    /// No instance could be had in time (pool full).
+    Unavailable(String),
+}
+
+impl PluginFailure {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::MemoryExhausted => "memory",
+            Self::Trap(_) => "trap",
+            Self::Error(_) => "error",
+            Self::OutputTooLarge(_) => "output_too_large",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("deadline exceeded"),
+            Self::MemoryExhausted => f.write_str("memory budget exhausted"),
+            Self::Trap(m) => write!(f, "trap: {m}"),
+            Self::Error(m) => write!(f, "plugin error: {m}"),
+            Self::OutputTooLarge(what) => write!(f, "output too large: {what}"),
+            Self::Unavailable(m) => write!(f, "no instance available: {m}"),
+        }
+    }
+}
+
+/// A live instance of an entry's plugin, serving one request.
+pub struct Instance {
+    /// Always `Some` until the instance is dropped (and maybe handed back to its pool).
+    live: Option<Warm>,
+    /// Requests served, for reuse mode's `max_requests`.
+    served: u32,
+    /// Set after any failure: the instance's state can no longer be trusted.
+    poisoned: bool,
+    /// Reuse mode: the slot this instance returns to.
+    slot: Option<(Arc<WarmPool>, OwnedSemaphorePermit)>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("served", &self.served)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let Some((pool, _permit)) = self.slot.take() else {
+            return;
+        };
+        if self.poisoned || self.served >= pool.max_requests {
+            return;
+        }
+        if let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock()) {
+            warm.served = self.served;
+            idle.push(warm);
+        }
+    }
+}
+
+struct Warm {
+    store: Store<PluginState>,
+    bindings: PluginFull,
+    served: u32,
+}
+
+/// Reuse mode's pool: idle warm instances, and a semaphore bounding how many exist.
+struct WarmPool {
+    idle: Mutex<Vec<Warm>>,
+    slots: Arc<Semaphore>,
+    max_requests: u32,
+}
+
+/// A pipeline entry, ready to serve.
+pub struct Entry {
+    pub info: Arc<EntryInfo>,
+    pub phases: Phases,
+    pub failure: FailurePolicy,
+    pre: PluginFullPre<PluginState>,
+    engine: PluginEngine,
+    pool: Option<Arc<WarmPool>>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("route", &self.info.route)
+            .field("plugin", &self.info.plugin)
+            .field("failure", &self.failure)
+            .field("reuse", &self.pool.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Entry {
+    pub(super) fn new(
+        info: Arc<EntryInfo>,
+        phases: Phases,
+        failure: FailurePolicy,
+        mode: InstanceMode,
+        pre: PluginFullPre<PluginState>,
+        engine: PluginEngine,
+    ) -> Self {
+        let pool = match mode {
+            InstanceMode::Fresh => None,
+            InstanceMode::Reuse {
+                max_instances,
+                max_requests,
+            } => Some(Arc::new(WarmPool {
+                idle: Mutex::new(Vec::new()),
+                slots: Arc::new(Semaphore::new(max_instances.max(1))),
+                max_requests: max_requests.max(1),
+            })),
+        };
+        Self {
+            info,
+            phases,
+            failure,
+            pre,
+            engine,
+            pool,
+        }
+    }
+
+    /// A fresh store for this entry, its deadline armed.
+    fn store(&self) -> Store<PluginState> {
+        new_store(&self.engine, PluginState::new(Arc::clone(&self.info)))
+    }
+
+    /// An instance for one request: a fresh one, or a warm one in reuse mode.
+    pub async fn instance(&self) -> Result<Instance, PluginFailure> {
+        let Some(pool) = &self.pool else {
+            let mut store = self.store();
+            let bindings = self.instantiate(&mut store).await?;
+            return Ok(Instance {
+                live: Some(Warm {
+                    store,
+                    bindings,
+                    served: 0,
+                }),
+                served: 0,
+                poisoned: false,
+                slot: None,
+            });
+        };
+        let permit = tokio::time::timeout(
+            self.info.budgets.deadline,
+            Arc::clone(&pool.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| PluginFailure::Unavailable("every warm instance is busy".into()))?
+        .map_err(|_| PluginFailure::Unavailable("pool closed".into()))?;
+        let warm = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let warm = match warm {
+            Some(w) => w,
+            None => {
+                let mut store = self.store();
+                let bindings = self.instantiate(&mut store).await?;
+                Warm {
+                    store,
+                    bindings,
+                    served: 0,
+                }
+            }
+        };
+        Ok(Instance {
+            served: warm.served,
+            live: Some(warm),
+            poisoned: false,
+            slot: Some((Arc::clone(pool), permit)),
+        })
+    }
+
+    async fn instantiate(
+        &self,
+        store: &mut Store<PluginState>,
+    ) -> Result<PluginFull, PluginFailure> {
+        store.data_mut().begin_call(true);
+        let result = tokio::time::timeout(
+            self.info.budgets.deadline,
+            self.pre.instantiate_async(&mut *store),
+        )
+        .await;
+        match result {
+            Ok(Ok(bindings)) => Ok(bindings),
+            Ok(Err(e)) => Err(
+                classify(store.data_mut().fault.take(), &e).unwrap_or_else(|| {
+                    // The pool being full is the usual cause; it is overload, not a bug.
+                    PluginFailure::Unavailable(error_text(&e))
+                }),
+            ),
+            Err(_) => Err(PluginFailure::Timeout),
+        }
+    }
+
+    /// Runs `on-request`. The request comes back whatever happened, as the plugin left it.
+    pub async fn on_request(
+        &self,
+        instance: &mut Instance,
+        request: PluginRequest,
+    ) -> (PluginRequest, Result<Action, PluginFailure>) {
+        let Some(live) = instance.live.as_mut() else {
+            return (
+                request,
+                Err(PluginFailure::Unavailable(
+                    "instance already released".into(),
+                )),
+            );
+        };
+        let store = &mut live.store;
+        store.data_mut().request_id = Some(Arc::clone(&request.request_id));
+        store.data_mut().request = Some(request);
+        store.data_mut().begin_call(true);
+        instance.served += 1;
+        let handler = live.bindings.portcullis_plugin_handler();
+        let call = handler.call_on_request(&mut *store, Resource::new_borrow(0));
+        let outcome = tokio::time::timeout(self.call_budget(), call).await;
+        let request = store.data_mut().request.take();
+        let result = self.outcome(store, outcome);
+        if result.is_err() {
+            instance.poisoned = true;
+        }
+        match request {
+            Some(request) => (request, result),
+            // Unreachable: only the host takes the request out of the store.
+            None => unreachable_request(),
+        }
+    }
+
+    /// Runs `on-response` on the instance that served this request's `on-request`.
+    pub async fn on_response(
+        &self,
+        instance: &mut Instance,
+        response: PluginResponse,
+    ) -> (PluginResponse, Result<(), PluginFailure>) {
+        let Some(live) = instance.live.as_mut() else {
+            return (
+                response,
+                Err(PluginFailure::Unavailable(
+                    "instance already released".into(),
+                )),
+            );
+        };
+        let store = &mut live.store;
+        store.data_mut().response = Some(response);
+        store.data_mut().begin_call(false);
+        let handler = live.bindings.portcullis_plugin_handler();
+        let call = handler.call_on_response(&mut *store, Resource::new_borrow(0));
+        let outcome = tokio::time::timeout(self.call_budget(), call).await;
+        let response = store.data_mut().response.take();
+        let result = self.outcome(store, outcome);
+        if result.is_err() {
+            instance.poisoned = true;
+        }
+        match response {
+            Some(response) => (response, result),
+            None => unreachable_response(),
+        }
+    }
+
+    /// The outer timeout: the epoch callback stops a plugin that computes past its deadline;
+    /// this also stops one that waits past it inside a host import.
+    fn call_budget(&self) -> Duration {
+        self.info.budgets.deadline + EPOCH_GRACE
+    }
+
+    fn outcome<T>(
+        &self,
+        store: &mut Store<PluginState>,
+        outcome: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
+    ) -> Result<T, PluginFailure> {
+        let fault = store.data_mut().fault.take();
+        match outcome {
+            Err(_) => Err(PluginFailure::Timeout),
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(message))) => Err(PluginFailure::Error(truncate(message))),
+            Ok(Err(e)) => Err(classify(fault, &e)
+                .unwrap_or_else(|| PluginFailure::Trap(truncate(error_text(&e))))),
+        }
+    }
+
+    /// Runs `check-config` on a throwaway instance and returns the phases it asked for.
+    pub(super) async fn check_config(
+        pre: &PluginFullPre<PluginState>,
+        engine: &PluginEngine,
+        info: &Arc<EntryInfo>,
+    ) -> Result<Phases, String> {
+        let mut state = PluginState::new(Arc::clone(info));
+        // Nothing may leave the gateway while it is only loading its config.
+        state.outbound_left = 0;
+        let mut store = new_store(engine, state);
+        // Loading gets more time than a request: a guest may parse a large document here.
+        let budget = info.budgets.deadline.max(CHECK_CONFIG_DEADLINE);
+        store.data_mut().deadline = Instant::now() + budget;
+        let bindings = tokio::time::timeout(budget, pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| "instantiating it took longer than its deadline".to_owned())?
+            .map_err(|e| {
+                let fault = store.data_mut().fault.take();
+                classify(fault, &e).map_or_else(|| error_text(&e), |f| f.to_string())
+            })?;
+        store.data_mut().deadline = Instant::now() + budget;
+        let handler = bindings.portcullis_plugin_handler();
+        let call = handler.call_check_config(&mut store, &info.config);
+        match tokio::time::timeout(budget, call).await {
+            Err(_) => Err("its config check ran past its deadline".to_owned()),
+            Ok(Err(e)) => {
+                let fault = store.data_mut().fault.take();
+                Err(format!(
+                    "its config check failed: {}",
+                    classify(fault, &e).map_or_else(|| error_text(&e), |f| f.to_string())
+                ))
+            }
+            Ok(Ok(result)) => result,
+        }
+    }
+}
+
+/// Time a config check may take at least, whatever the request deadline.
+const CHECK_CONFIG_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Slack on top of the deadline before the outer timeout fires, so a computing plugin is
+/// normally stopped by its epoch deadline (and reported as such) first.
+const EPOCH_GRACE: Duration = Duration::from_millis(5);
+
+/// A store with the entry's limits, and a deadline checked at every epoch tick: past it
+/// the call traps; before it the plugin yields so other requests on this thread go on.
+fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// Names the failure when the host knows more than the trap says.
+fn classify(fault: Option<Fault>, e: &wasmtime::Error) -> Option<PluginFailure> {
+    match fault {
+        Some(Fault::MemoryCap { .. }) => return Some(PluginFailure::MemoryExhausted),
+        Some(Fault::OutputTooLarge(what)) => return Some(PluginFailure::OutputTooLarge(what)),
+        None => {}
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Some(PluginFailure::Timeout),
+        Some(trap) => Some(PluginFailure::Trap(trap.to_string())),
+        None => None,
+    }
+}
+
+fn error_text(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Guest text in logs is capped.
+fn truncate(mut s: String) -> String {
+    const MAX: usize = 512;
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+#[cold]
+fn unreachable_request() -> ! {
+    panic!("plugin request taken out of its store by someone else")
+}
+
+#[cold]
+fn unreachable_response() -> ! {
+    panic!("plugin response taken out of its store by someone else")
+}

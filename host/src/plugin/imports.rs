@@ -1,0 +1,556 @@
+//! The imports a plugin may call, implemented on its store's [`PluginState`].
+//!
+//! `types` (the request and response resources) and `host` are linked for every plugin;
+//! `outbound-http`, `cache` and `crypto` only into the linker of an entry granted them, so a
+//! plugin that imports one without the grant fails to link at load time.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use super::bindings::portcullis::plugin::{cache, crypto, host, outbound_http, types};
+use super::bindings::{EditError, Identity};
+use super::entry::Grants;
+use super::jwks::Keys;
+use super::state::{
+    PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
+    header_value,
+};
+use crate::telemetry::PluginEventLabels;
+
+type Edit = wasmtime::Result<Result<(), EditError>>;
+
+/// A linker with the always-granted imports and those `grants` allows.
+pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> wasmtime::Result<Linker<PluginState>> {
+    let mut linker = Linker::new(engine);
+    types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    host::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    if !grants.http.is_empty() {
+        outbound_http::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    }
+    if grants.cache.is_some() {
+        cache::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    }
+    if grants.crypto {
+        crypto::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    }
+    Ok(linker)
+}
+
+/// Each capability interface, the grant that links it, and how to write that grant.
+pub const CAPABILITIES: &[(&str, &str, &str)] = &[
+    (
+        "portcullis:plugin/outbound-http",
+        "http",
+        "grants.http = [\"auth.example.com\"]",
+    ),
+    (
+        "portcullis:plugin/cache",
+        "cache",
+        "grants.cache = \"my-namespace\"",
+    ),
+    ("portcullis:plugin/crypto", "crypto", "grants.crypto = true"),
+];
+
+fn set_header(
+    headers: &mut HeaderMap,
+    name: &str,
+    value: &str,
+    append: bool,
+) -> Result<(), EditError> {
+    let name = header_name(name)?;
+    let value = header_value(value)?;
+    if append {
+        headers.append(name, value);
+    } else {
+        headers.insert(name, value);
+    }
+    Ok(())
+}
+
+fn remove_header(headers: &mut HeaderMap, name: &str) -> Result<(), EditError> {
+    let name = header_name(name)?;
+    headers.remove(name);
+    Ok(())
+}
+
+impl types::Host for PluginState {}
+
+impl types::HostRequest for PluginState {
+    fn method(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        Ok(self.request_mut()?.method.as_str().to_owned())
+    }
+
+    fn set_method(&mut self, _: Resource<RequestHandle>, method: String) -> Edit {
+        let Ok(m) = Method::from_bytes(method.as_bytes()) else {
+            return Ok(Err(EditError::InvalidValue("not an HTTP method".into())));
+        };
+        self.request_mut()?.method = m;
+        Ok(Ok(()))
+    }
+
+    fn path(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        Ok(self.request_mut()?.path.clone())
+    }
+
+    fn set_path(&mut self, _: Resource<RequestHandle>, path: String) -> Edit {
+        let valid = path.starts_with('/')
+            && !path.contains(['?', '#'])
+            && http::uri::PathAndQuery::try_from(path.as_str()).is_ok();
+        if !valid {
+            return Ok(Err(EditError::InvalidValue(
+                "a path starts with `/` and holds no `?`, `#` or spaces".into(),
+            )));
+        }
+        self.request_mut()?.path = path;
+        Ok(Ok(()))
+    }
+
+    fn query(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<Option<String>> {
+        Ok(self.request_mut()?.query.clone())
+    }
+
+    fn set_query(&mut self, _: Resource<RequestHandle>, query: Option<String>) -> Edit {
+        if let Some(q) = &query
+            && (q.contains('#') || http::uri::PathAndQuery::try_from(format!("/?{q}")).is_err())
+        {
+            return Ok(Err(EditError::InvalidValue(
+                "not a valid query string".into(),
+            )));
+        }
+        self.request_mut()?.query = query.filter(|q| !q.is_empty());
+        Ok(Ok(()))
+    }
+
+    fn header(
+        &mut self,
+        _: Resource<RequestHandle>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(first_value(
+            &self.request_mut()?.headers,
+            &name.to_ascii_lowercase(),
+        ))
+    }
+
+    fn header_all(
+        &mut self,
+        _: Resource<RequestHandle>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(all_values(
+            &self.request_mut()?.headers,
+            &name.to_ascii_lowercase(),
+        ))
+    }
+
+    fn headers(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(header_list(&self.request_mut()?.headers))
+    }
+
+    fn set_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
+        Ok(set_header(
+            &mut self.request_mut()?.headers,
+            &name,
+            &value,
+            false,
+        ))
+    }
+
+    fn append_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
+        Ok(set_header(
+            &mut self.request_mut()?.headers,
+            &name,
+            &value,
+            true,
+        ))
+    }
+
+    fn remove_header(&mut self, _: Resource<RequestHandle>, name: String) -> Edit {
+        Ok(remove_header(&mut self.request_mut()?.headers, &name))
+    }
+
+    fn body(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.request_mut()?.body.as_ref().map(|b| b.to_vec()))
+    }
+
+    fn set_body(&mut self, _: Resource<RequestHandle>, body: Vec<u8>) -> Edit {
+        let cap = self.entry.budgets.body_bytes;
+        let request = self.request_mut()?;
+        if request.body.is_none() {
+            return Ok(Err(EditError::BodyNotBuffered));
+        }
+        if body.len() as u64 > cap {
+            return Ok(Err(EditError::BodyTooLarge(cap)));
+        }
+        request.body = Some(Bytes::from(body));
+        request.body_replaced = true;
+        Ok(Ok(()))
+    }
+
+    fn client_ip(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        Ok(self.request_mut()?.client_ip.to_string())
+    }
+
+    fn route(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        Ok(self.request_mut()?.route.to_string())
+    }
+
+    fn request_id(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        Ok(self.request_mut()?.request_id.to_string())
+    }
+
+    fn identity(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<Option<Identity>> {
+        Ok(self.request_mut()?.identity.clone())
+    }
+
+    fn set_identity(
+        &mut self,
+        _: Resource<RequestHandle>,
+        identity: Identity,
+    ) -> wasmtime::Result<()> {
+        let size: usize = identity.subject.as_ref().map_or(0, String::len)
+            + identity.consumer.as_ref().map_or(0, String::len)
+            + identity.scopes.iter().map(String::len).sum::<usize>()
+            + identity.groups.iter().map(String::len).sum::<usize>()
+            + identity
+                .claims
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        if size > MAX_IDENTITY_BYTES {
+            return Err(self.output_too_large("identity larger than 64 KiB"));
+        }
+        self.request_mut()?.identity = Some(identity);
+        Ok(())
+    }
+
+    fn drop(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+/// An identity is read by every later stage and logged; it has no business being large.
+const MAX_IDENTITY_BYTES: usize = 64 * 1024;
+
+impl types::HostResponse for PluginState {
+    fn status(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<u16> {
+        Ok(self.response_mut()?.status.as_u16())
+    }
+
+    fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> Edit {
+        let Ok(s) = StatusCode::from_u16(status) else {
+            return Ok(Err(EditError::InvalidValue("a status is 100–599".into())));
+        };
+        if s.is_informational() {
+            return Ok(Err(EditError::InvalidValue(
+                "informational statuses cannot end a response".into(),
+            )));
+        }
+        self.response_mut()?.status = s;
+        Ok(Ok(()))
+    }
+
+    fn header(
+        &mut self,
+        _: Resource<ResponseHandle>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(first_value(
+            &self.response_mut()?.headers,
+            &name.to_ascii_lowercase(),
+        ))
+    }
+
+    fn header_all(
+        &mut self,
+        _: Resource<ResponseHandle>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        Ok(all_values(
+            &self.response_mut()?.headers,
+            &name.to_ascii_lowercase(),
+        ))
+    }
+
+    fn headers(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(header_list(&self.response_mut()?.headers))
+    }
+
+    fn set_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
+        Ok(set_header(
+            &mut self.response_mut()?.headers,
+            &name,
+            &value,
+            false,
+        ))
+    }
+
+    fn append_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
+        Ok(set_header(
+            &mut self.response_mut()?.headers,
+            &name,
+            &value,
+            true,
+        ))
+    }
+
+    fn remove_header(&mut self, _: Resource<ResponseHandle>, name: String) -> Edit {
+        Ok(remove_header(&mut self.response_mut()?.headers, &name))
+    }
+
+    fn body(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.response_mut()?.body.as_ref().map(|b| b.to_vec()))
+    }
+
+    fn set_body(&mut self, _: Resource<ResponseHandle>, body: Vec<u8>) -> Edit {
+        let cap = self.entry.budgets.body_bytes;
+        let response = self.response_mut()?;
+        if response.body.is_none() {
+            return Ok(Err(EditError::BodyNotBuffered));
+        }
+        if body.len() as u64 > cap {
+            return Ok(Err(EditError::BodyTooLarge(cap)));
+        }
+        response.body = Some(Bytes::from(body));
+        response.body_replaced = true;
+        Ok(Ok(()))
+    }
+
+    fn identity(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<Option<Identity>> {
+        Ok(self.response_mut()?.identity.clone())
+    }
+
+    fn drop(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl host::Host for PluginState {
+    fn config(&mut self) -> wasmtime::Result<String> {
+        Ok(self.entry.config.clone())
+    }
+
+    fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        const MAX: usize = 4096;
+        let message = if message.len() > MAX {
+            let mut end = MAX;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            &message[..end]
+        } else {
+            &message
+        };
+        let route = &*self.entry.route;
+        let plugin = &*self.entry.plugin;
+        let request_id = self.request_id.as_deref().unwrap_or("-");
+        macro_rules! emit {
+            ($lvl:expr) => {
+                tracing::event!(target: "portcullis::plugin", $lvl, route, plugin, request_id, "{message}")
+            };
+        }
+        match level {
+            host::Level::Trace => emit!(tracing::Level::TRACE),
+            host::Level::Debug => emit!(tracing::Level::DEBUG),
+            host::Level::Info => emit!(tracing::Level::INFO),
+            host::Level::Warn => emit!(tracing::Level::WARN),
+            host::Level::Error => emit!(tracing::Level::ERROR),
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, name: String, delta: u64) -> wasmtime::Result<()> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            self.entry
+                .services
+                .metrics
+                .plugin_events
+                .get_or_create(&PluginEventLabels {
+                    route: self.entry.route.to_string(),
+                    plugin: self.entry.plugin.to_string(),
+                    name,
+                })
+                .inc_by(delta);
+        }
+        Ok(())
+    }
+}
+
+impl outbound_http::Host for PluginState {
+    async fn send(
+        &mut self,
+        request: outbound_http::OutgoingRequest,
+    ) -> wasmtime::Result<Result<outbound_http::IncomingResponse, outbound_http::HttpError>> {
+        use outbound_http::HttpError;
+        let Ok(uri) = request.url.parse::<http::Uri>() else {
+            return Ok(Err(HttpError::InvalidRequest("not a URL".into())));
+        };
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return Ok(Err(HttpError::InvalidRequest(
+                "the URL must be absolute (http:// or https://)".into(),
+            )));
+        };
+        let port = match (uri.port_u16(), scheme) {
+            (Some(p), _) => p,
+            (None, "http") => 80,
+            (None, "https") => 443,
+            _ => return Ok(Err(HttpError::InvalidRequest("only http and https".into()))),
+        };
+        if !self.entry.grants.http.iter().any(|g| g.permits(host, port)) {
+            return Ok(Err(HttpError::HostNotGranted(format!("{host}:{port}"))));
+        }
+        if self.outbound_left == 0 {
+            return Ok(Err(HttpError::BudgetExhausted));
+        }
+        self.outbound_left -= 1;
+        let cap = self.entry.budgets.body_bytes;
+        if request.body.len() as u64 > cap {
+            return Err(self.output_too_large("outbound request body over `body_bytes`"));
+        }
+        let Ok(method) = Method::from_bytes(request.method.as_bytes()) else {
+            return Ok(Err(HttpError::InvalidRequest("not an HTTP method".into())));
+        };
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        for (name, value) in &request.headers {
+            let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_bytes(value.as_bytes()),
+            ) else {
+                return Ok(Err(HttpError::InvalidRequest(format!(
+                    "bad header `{name}`"
+                ))));
+            };
+            builder = builder.header(n, v);
+        }
+        let body = Full::new(Bytes::from(request.body))
+            .map_err(|never| match never {})
+            .boxed();
+        let Ok(outgoing) = builder.body(body) else {
+            return Ok(Err(HttpError::InvalidRequest("unusable request".into())));
+        };
+
+        // Never past the plugin's own deadline: the guest should see a timeout it can
+        // handle, rather than be cut off.
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = request
+            .timeout_millis
+            .map_or(left, |ms| Duration::from_millis(u64::from(ms)).min(left));
+        let client = self.entry.services.http.clone();
+        let exchange = async move {
+            let response = client
+                .request(outgoing)
+                .await
+                .map_err(|e| HttpError::Transport(transport_text(&e)))?;
+            let (head, body) = response.into_parts();
+            let body = Limited::new(body, usize::try_from(cap).unwrap_or(usize::MAX))
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        HttpError::BodyTooLarge
+                    } else {
+                        HttpError::Transport(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(outbound_http::IncomingResponse {
+                status: head.status.as_u16(),
+                headers: header_list(&head.headers),
+                body: body.to_vec(),
+            })
+        };
+        Ok(tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(HttpError::Timeout)))
+    }
+}
+
+/// The client error without addresses or internals beyond its kind.
+fn transport_text(e: &hyper_util::client::legacy::Error) -> String {
+    if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    }
+}
+
+impl cache::Host for PluginState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .entry
+            .grants
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&key))
+            .map(|b| b.to_vec()))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_millis: u32) -> wasmtime::Result<()> {
+        if let Some(c) = &self.entry.grants.cache {
+            c.set(
+                &key,
+                Bytes::from(value),
+                Duration::from_millis(u64::from(ttl_millis)),
+            );
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        if let Some(c) = &self.entry.grants.cache {
+            c.delete(&key);
+        }
+        Ok(())
+    }
+}
+
+impl crypto::Host for PluginState {
+    async fn verify_jws(
+        &mut self,
+        token: String,
+        keys: crypto::KeySource,
+        allowed: Vec<crypto::Algorithm>,
+    ) -> wasmtime::Result<Result<crypto::Verified, crypto::VerifyError>> {
+        use crypto::{KeySource, VerifyError};
+        let key_sets = &self.entry.services.key_sets;
+        let keys = match &keys {
+            KeySource::JwksUrl(url) => {
+                let granted = url.parse::<http::Uri>().ok().is_some_and(|u| {
+                    let port = u.port_u16().unwrap_or(match u.scheme_str() {
+                        Some("https") => 443,
+                        _ => 80,
+                    });
+                    matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.host().is_some_and(|h| {
+                            self.entry.grants.http.iter().any(|g| g.permits(h, port))
+                        })
+                });
+                if !granted {
+                    return Ok(Err(VerifyError::InvalidKeys(format!(
+                        "the host of `{url}` is not listed in grants.http"
+                    ))));
+                }
+                Keys::Url(url)
+            }
+            KeySource::Jwks(text) => Keys::Inline(text),
+            KeySource::Secret(secret) => Keys::Secret(secret),
+        };
+        Ok(key_sets.verify(&token, keys, &allowed).await)
+    }
+}

@@ -1,0 +1,538 @@
+//! Native JWS verification for plugins, and the key sets it uses.
+//!
+//! Key sets given by URL are fetched by the gateway and cached per URL: refetched when their
+//! TTL has passed, or when a token names a key id the cached set lacks (at most once per
+//! `min_refresh_interval`, one fetch at a time however many requests are waiting: no storm
+//! against the identity provider). While a refresh fails, the last good set keeps serving.
+//! Inline key sets are parsed once and cached by their text.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http_body_util::{BodyExt, Limited};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::bindings::portcullis::plugin::crypto::{
+    Algorithm as WitAlgorithm, Verified, VerifyError,
+};
+use super::services::OutboundClient;
+use crate::body::{ProxyBody, empty};
+
+/// How key sets from URLs are cached.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySetSettings {
+    /// A fetched set is refetched after this long.
+    pub ttl: Duration,
+    /// Unknown key ids trigger at most one refetch per this interval.
+    pub min_refresh_interval: Duration,
+    /// Time allowed for one fetch.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for KeySetSettings {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(10),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 512 * 1024;
+/// The longest token accepted; a JWT header plus claims rarely passes 4 KiB.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// One usable verification key.
+struct Key {
+    kid: Option<String>,
+    /// The `alg` the JWK pins, if it does.
+    alg: Option<Algorithm>,
+    /// Which algorithms this key can verify, from its type and curve.
+    fits: fn(Algorithm) -> bool,
+    key: DecodingKey,
+}
+
+/// A parsed key set.
+#[derive(Default)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field(
+                "kids",
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| k.kid.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Parses a JWKS document, keeping the keys that can verify signatures and skipping
+    /// the rest (encryption keys, unknown types), as RFC 7517 §5 asks.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Doc =
+            serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+        let keys = doc
+            .keys
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Jwk>(v).ok())
+            .filter_map(|jwk| key_of(&jwk))
+            .collect();
+        Ok(Self { keys })
+    }
+
+    fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Keys that may verify a token with this `alg` and `kid`.
+    fn candidates<'a>(
+        &'a self,
+        alg: Algorithm,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys.iter().filter(move |k| {
+            (k.fits)(alg)
+                && k.alg.is_none_or(|a| a == alg)
+                && match kid {
+                    Some(kid) => k.kid.as_deref() == Some(kid),
+                    None => true,
+                }
+        })
+    }
+}
+
+fn key_of(jwk: &Jwk) -> Option<Key> {
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
+    let fits: fn(Algorithm) -> bool = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => |a| {
+            matches!(
+                a,
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            )
+        },
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => |a| a == Algorithm::ES256,
+            EllipticCurve::P384 => |a| a == Algorithm::ES384,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => |a| a == Algorithm::EdDSA,
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKey(_) => {
+            |a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        }
+        _ => return None,
+    };
+    let alg = jwk
+        .common
+        .key_algorithm
+        .and_then(|ka| ka.to_string().parse::<Algorithm>().ok());
+    Some(Key {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        fits,
+        key: DecodingKey::from_jwk(jwk).ok()?,
+    })
+}
+
+/// What was cached for one URL.
+struct Fetched {
+    set: Arc<KeySet>,
+    at: Instant,
+}
+
+/// One JWKS URL's cache entry.
+struct RemoteSet {
+    url: String,
+    current: RwLock<Option<Fetched>>,
+    /// Held while fetching: later arrivals wait and then use the result.
+    refreshing: tokio::sync::Mutex<()>,
+    last_attempt: Mutex<Option<Instant>>,
+    last_error: Mutex<Option<String>>,
+    fetches: AtomicU64,
+}
+
+impl std::fmt::Debug for KeySets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySets").finish_non_exhaustive()
+    }
+}
+
+/// Every key set the gateway knows, for every plugin.
+pub struct KeySets {
+    client: OutboundClient,
+    settings: RwLock<KeySetSettings>,
+    remote: Mutex<HashMap<String, Arc<RemoteSet>>>,
+    inline: moka::sync::Cache<String, Arc<KeySet>>,
+}
+
+impl KeySets {
+    pub fn new(client: OutboundClient) -> Self {
+        Self {
+            client,
+            settings: RwLock::new(KeySetSettings::default()),
+            remote: Mutex::new(HashMap::new()),
+            inline: moka::sync::Cache::builder()
+                .max_capacity(256)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+        }
+    }
+
+    pub fn configure(&self, settings: KeySetSettings) {
+        if let Ok(mut s) = self.settings.write() {
+            *s = settings;
+        }
+    }
+
+    fn settings(&self) -> KeySetSettings {
+        self.settings.read().map(|s| *s).unwrap_or_default()
+    }
+
+    /// How many times the set at `url` was fetched (for tests and metrics).
+    pub fn fetch_count(&self, url: &str) -> u64 {
+        self.remote
+            .lock()
+            .ok()
+            .and_then(|m| m.get(url).map(|r| r.fetches.load(Ordering::Relaxed)))
+            .unwrap_or(0)
+    }
+
+    /// The key set parsed from inline JWKS text, parsed once per distinct text.
+    pub fn inline(&self, text: &str) -> Result<Arc<KeySet>, String> {
+        if let Some(set) = self.inline.get(text) {
+            return Ok(set);
+        }
+        let set = Arc::new(KeySet::parse(text)?);
+        self.inline.insert(text.to_owned(), Arc::clone(&set));
+        Ok(set)
+    }
+
+    fn remote(&self, url: &str) -> Arc<RemoteSet> {
+        let mut map = self
+            .remote
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(map.entry(url.to_owned()).or_insert_with(|| {
+            Arc::new(RemoteSet {
+                url: url.to_owned(),
+                current: RwLock::new(None),
+                refreshing: tokio::sync::Mutex::new(()),
+                last_attempt: Mutex::new(None),
+                last_error: Mutex::new(None),
+                fetches: AtomicU64::new(0),
+            })
+        }))
+    }
+
+    /// The key set at `url`, fresh enough for a token naming `kid`.
+    pub async fn by_url(&self, url: &str, kid: Option<&str>) -> Result<Arc<KeySet>, String> {
+        let settings = self.settings();
+        let remote = self.remote(url);
+        if let Some(set) = usable(&remote, kid, &settings) {
+            return Ok(set);
+        }
+        // Single flight: one task fetches, the others wait here and re-check.
+        let _guard = remote.refreshing.lock().await;
+        if let Some(set) = usable(&remote, kid, &settings) {
+            return Ok(set);
+        }
+        let cached = current(&remote);
+        let recently_tried = remote
+            .last_attempt
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < settings.min_refresh_interval);
+        if recently_tried {
+            // Rate-limited: answer from what we have (stale or lacking the kid).
+            return cached.ok_or_else(|| {
+                remote
+                    .last_error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_else(|| "key set not fetched yet".to_owned())
+            });
+        }
+        if let Ok(mut t) = remote.last_attempt.lock() {
+            *t = Some(Instant::now());
+        }
+        remote.fetches.fetch_add(1, Ordering::Relaxed);
+        match self.fetch(&remote.url, settings.fetch_timeout).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                if let Ok(mut c) = remote.current.write() {
+                    *c = Some(Fetched {
+                        set: Arc::clone(&set),
+                        at: Instant::now(),
+                    });
+                }
+                Ok(set)
+            }
+            Err(e) => {
+                tracing::warn!(url = %remote.url, error = %e, stale = cached.is_some(), "JWKS fetch failed");
+                if let Ok(mut last) = remote.last_error.lock() {
+                    *last = Some(e.clone());
+                }
+                // Serve stale: a key set that verified tokens a minute ago still does.
+                cached.ok_or(e)
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &str, timeout: Duration) -> Result<KeySet, String> {
+        let request = http::Request::get(url)
+            .header(http::header::ACCEPT, "application/json")
+            .body::<ProxyBody>(empty())
+            .map_err(|e| format!("invalid JWKS URL: {e}"))?;
+        let response = tokio::time::timeout(timeout, self.client.request(request))
+            .await
+            .map_err(|_| "JWKS fetch timed out".to_owned())?
+            .map_err(|e| format!("JWKS fetch failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("JWKS fetch answered {}", response.status()));
+        }
+        let body = tokio::time::timeout(
+            timeout,
+            Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| "JWKS body timed out".to_owned())?
+        .map_err(|e| format!("JWKS body: {e}"))?
+        .to_bytes();
+        let text = std::str::from_utf8(&body).map_err(|_| "JWKS is not UTF-8".to_owned())?;
+        KeySet::parse(text)
+    }
+}
+
+fn current(remote: &RemoteSet) -> Option<Arc<KeySet>> {
+    remote
+        .current
+        .read()
+        .ok()
+        .and_then(|c| c.as_ref().map(|f| Arc::clone(&f.set)))
+}
+
+/// The cached set, if it is within its TTL and knows the token's `kid`.
+fn usable(remote: &RemoteSet, kid: Option<&str>, settings: &KeySetSettings) -> Option<Arc<KeySet>> {
+    let current = remote.current.read().ok()?;
+    let fetched = current.as_ref()?;
+    let fresh = fetched.at.elapsed() < settings.ttl;
+    let knows = kid.is_none_or(|k| fetched.set.has_kid(k));
+    (fresh && knows).then(|| Arc::clone(&fetched.set))
+}
+
+/// The parts of a compact JWS, decoded.
+struct Parsed<'t> {
+    alg_name: String,
+    kid: Option<String>,
+    header: String,
+    payload: String,
+    signing_input: &'t str,
+    signature: &'t str,
+}
+
+/// Header parameters this verifier understands; any other name listed in `crit` fails
+/// the token (RFC 7515 §4.1.11).
+const UNDERSTOOD_CRIT: &[&str] = &["b64"];
+
+fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
+    let malformed = |why: &str| VerifyError::Malformed(why.to_owned());
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(malformed("token longer than 16 KiB"));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("not three dot-separated parts"));
+    };
+    let decode = |seg: &str, what: &str| -> Result<String, VerifyError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(seg)
+            .map_err(|_| malformed(&format!("{what} is not base64url")))?;
+        String::from_utf8(bytes).map_err(|_| malformed(&format!("{what} is not UTF-8")))
+    };
+    let header = decode(h, "header")?;
+    let payload = decode(p, "payload")?;
+    let head: serde_json::Value =
+        serde_json::from_str(&header).map_err(|_| malformed("header is not JSON"))?;
+    let head = head
+        .as_object()
+        .ok_or_else(|| malformed("header is not a JSON object"))?;
+    if !serde_json::from_str::<serde_json::Value>(&payload).is_ok_and(|v| v.is_object()) {
+        return Err(malformed("payload is not a JSON object"));
+    }
+    let alg_name = head
+        .get("alg")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| malformed("header has no `alg`"))?
+        .to_owned();
+    if let Some(crit) = head.get("crit") {
+        let names = crit
+            .as_array()
+            .ok_or_else(|| malformed("`crit` is not an array"))?;
+        for name in names {
+            let name = name.as_str().unwrap_or("?");
+            if !UNDERSTOOD_CRIT.contains(&name) {
+                return Err(VerifyError::UnsupportedCritical(name.to_owned()));
+            }
+        }
+        if head
+            .get("b64")
+            .is_some_and(|b| b != &serde_json::Value::Bool(true))
+        {
+            return Err(VerifyError::UnsupportedCritical("b64".to_owned()));
+        }
+    }
+    let kid = head.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+    let signing_input = &token[..h.len() + 1 + p.len()];
+    Ok(Parsed {
+        alg_name,
+        kid,
+        header,
+        payload,
+        signing_input,
+        signature: s,
+    })
+}
+
+fn to_jwt_alg(a: WitAlgorithm) -> Algorithm {
+    match a {
+        WitAlgorithm::Hs256 => Algorithm::HS256,
+        WitAlgorithm::Hs384 => Algorithm::HS384,
+        WitAlgorithm::Hs512 => Algorithm::HS512,
+        WitAlgorithm::Rs256 => Algorithm::RS256,
+        WitAlgorithm::Rs384 => Algorithm::RS384,
+        WitAlgorithm::Rs512 => Algorithm::RS512,
+        WitAlgorithm::Ps256 => Algorithm::PS256,
+        WitAlgorithm::Ps384 => Algorithm::PS384,
+        WitAlgorithm::Ps512 => Algorithm::PS512,
+        WitAlgorithm::Es256 => Algorithm::ES256,
+        WitAlgorithm::Es384 => Algorithm::ES384,
+        WitAlgorithm::Eddsa => Algorithm::EdDSA,
+    }
+}
+
+fn is_hmac(a: Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// Where the keys of one verification come from.
+#[derive(Debug)]
+pub enum Keys<'a> {
+    Url(&'a str),
+    Inline(&'a str),
+    Secret(&'a [u8]),
+}
+
+impl KeySets {
+    /// Verifies `token`'s signature with one of `allowed` and a key from `keys`.
+    pub async fn verify(
+        &self,
+        token: &str,
+        keys: Keys<'_>,
+        allowed: &[WitAlgorithm],
+    ) -> Result<Verified, VerifyError> {
+        let parsed = parse(token)?;
+        // The algorithm comes from the allowlist, never from the token alone: `none` and
+        // anything the plugin did not allow stop here.
+        let named = parsed.alg_name.parse::<Algorithm>().ok();
+        let algorithm = allowed
+            .iter()
+            .copied()
+            .find(|a| Some(to_jwt_alg(*a)) == named)
+            .ok_or_else(|| VerifyError::AlgorithmNotAllowed(parsed.alg_name.clone()))?;
+        let alg = to_jwt_alg(algorithm);
+        let kid = parsed.kid.as_deref();
+
+        let verifies = |key: &DecodingKey| {
+            jsonwebtoken::crypto::verify(
+                parsed.signature,
+                parsed.signing_input.as_bytes(),
+                key,
+                alg,
+            )
+            .unwrap_or(false)
+        };
+        let matched = match keys {
+            Keys::Secret(secret) => {
+                if !is_hmac(alg) {
+                    return Err(VerifyError::InvalidKeys(
+                        "a shared secret verifies HS256/384/512 tokens only".to_owned(),
+                    ));
+                }
+                verifies(&DecodingKey::from_secret(secret))
+            }
+            Keys::Inline(text) => {
+                let set = self.inline(text).map_err(VerifyError::InvalidKeys)?;
+                check_with(&set, alg, kid, &verifies)?
+            }
+            Keys::Url(url) => {
+                let set = self
+                    .by_url(url, kid)
+                    .await
+                    .map_err(VerifyError::KeysUnavailable)?;
+                check_with(&set, alg, kid, &verifies)?
+            }
+        };
+        if !matched {
+            return Err(VerifyError::InvalidSignature);
+        }
+        Ok(Verified {
+            algorithm,
+            key_id: parsed.kid,
+            header: parsed.header,
+            claims: parsed.payload,
+        })
+    }
+}
+
+/// Tries the candidate keys; `Err(UnknownKey)` when none fits the token at all.
+fn check_with(
+    set: &KeySet,
+    alg: Algorithm,
+    kid: Option<&str>,
+    verifies: &dyn Fn(&DecodingKey) -> bool,
+) -> Result<bool, VerifyError> {
+    let mut any = false;
+    for key in set.candidates(alg, kid) {
+        any = true;
+        if verifies(&key.key) {
+            return Ok(true);
+        }
+    }
+    if any {
+        Ok(false)
+    } else {
+        Err(VerifyError::UnknownKey(kid.map(str::to_owned)))
+    }
+}

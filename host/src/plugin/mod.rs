@@ -1,0 +1,212 @@
+//! Plugins: WebAssembly components that run per route, in order, in sandboxes.
+//!
+//! - [`bindings`]: the host side of the WIT contract in `wit/`;
+//! - [`engine`]: the one wasmtime engine, its compilation cache and epoch ticker;
+//! - [`entry`]: a pre-linked plugin with its budgets, grants and failure policy, and the
+//!   instances (fresh per request, or a warm pool) it runs on;
+//! - [`pipeline`]: a route's entries, run in order for requests and in reverse for
+//!   responses;
+//! - [`imports`] and [`services`]: what plugins may call, and the shared services behind it;
+//! - [`jwks`]: native signature verification and cached key sets;
+//! - [`state`]: what one store holds.
+//!
+//! [`Loader`] turns the config's `[[routes.plugins]]` into pipelines: it compiles each
+//! component once (or loads it from the on-disk cache), checks its imports against the
+//! entry's grants, pre-links it, and calls its `check-config`.
+
+pub mod bindings;
+pub mod engine;
+pub mod entry;
+pub mod imports;
+pub mod jwks;
+pub mod pipeline;
+pub mod services;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::Component;
+
+pub use engine::{EngineSettings, PluginEngine};
+pub use entry::{
+    Budgets, Entry, EntryInfo, FailurePolicy, Grants, HostGrant, InstanceMode, PluginFailure,
+};
+pub use pipeline::{Pipeline, PipelineSettings, RequestOutcome, ResponsePhase};
+pub use services::HostServices;
+pub use state::{PluginRequest, PluginResponse};
+
+use bindings::PluginFullPre;
+use state::PluginState;
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// A component file.
+    File(PathBuf),
+}
+
+/// Everything needed to build one entry.
+#[derive(Debug)]
+pub struct EntrySpec {
+    pub source: PluginSource,
+    pub info: EntryInfo,
+    pub failure: FailurePolicy,
+    pub mode: InstanceMode,
+}
+
+/// Loads plugins for one config: each distinct component is compiled once.
+#[derive(Debug)]
+pub struct Loader {
+    engine: PluginEngine,
+    compiled: HashMap<PathBuf, Component>,
+}
+
+/// An entry that linked, waiting for its config check.
+struct Linked {
+    info: Arc<EntryInfo>,
+    pre: PluginFullPre<PluginState>,
+    failure: FailurePolicy,
+    mode: InstanceMode,
+}
+
+/// A loaded entry, or why it could not be loaded; the error text names the problem and
+/// what to do, for the config diagnostics.
+pub type Loaded = Result<Arc<Entry>, String>;
+
+impl Loader {
+    pub fn new(engine: PluginEngine) -> Self {
+        Self {
+            engine,
+            compiled: HashMap::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &PluginEngine {
+        &self.engine
+    }
+
+    /// Loads every entry, calling the config checks of all of them together.
+    pub fn load_all(&mut self, specs: Vec<EntrySpec>) -> Vec<Loaded> {
+        let linked: Vec<Result<Linked, String>> =
+            specs.into_iter().map(|spec| self.link(spec)).collect();
+        let engine = self.engine.clone();
+        // `check-config` runs in a sandbox like any call: async, with its deadline. Config
+        // loading is synchronous, so it gets a small runtime of its own on a helper thread
+        // (which also works when the caller already runs inside tokio).
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .map_err(|e| format!("plugin loader runtime: {e}"));
+                    let rt = match rt {
+                        Ok(rt) => rt,
+                        Err(e) => return linked.iter().map(|_| Err(e.clone())).collect(),
+                    };
+                    rt.block_on(async {
+                        let checks = linked.into_iter().map(|l| {
+                            let engine = engine.clone();
+                            async move {
+                                let l = l?;
+                                let phases = Entry::check_config(&l.pre, &engine, &l.info)
+                                    .await
+                                    .map_err(|e| format!("plugin `{}`: {e}", l.info.plugin))?;
+                                Ok(Arc::new(Entry::new(
+                                    l.info, phases, l.failure, l.mode, l.pre, engine,
+                                )))
+                            }
+                        });
+                        futures_util::future::join_all(checks).await
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Vec::new())
+        })
+    }
+
+    fn component(&mut self, path: &Path) -> Result<Component, String> {
+        if let Some(c) = self.compiled.get(path) {
+            return Ok(c.clone());
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let component = self
+            .engine
+            .compile(&bytes)
+            .map_err(|e| format!("`{}` is not a valid component: {e}", path.display()))?;
+        self.compiled.insert(path.to_path_buf(), component.clone());
+        Ok(component)
+    }
+
+    fn link(&mut self, spec: EntrySpec) -> Result<Linked, String> {
+        let plugin = spec.info.plugin.clone();
+        let component = match &spec.source {
+            PluginSource::File(path) => self.component(path)?,
+        };
+        check_imports(self.engine.engine(), &component, &spec.info.grants)
+            .map_err(|e| format!("plugin `{plugin}` {e}"))?;
+        let linker = imports::linker(self.engine.engine(), &spec.info.grants)
+            .map_err(|e| format!("plugin `{plugin}`: {e}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(PluginFullPre::new)
+            .map_err(|e| {
+                format!(
+                    "plugin `{plugin}` does not fit the portcullis:plugin@0.1.0 contract: {}",
+                    e.chain()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(": ")
+                )
+            })?;
+        Ok(Linked {
+            info: Arc::new(spec.info),
+            pre,
+            failure: spec.failure,
+            mode: spec.mode,
+        })
+    }
+}
+
+/// Refuses imports the entry was not granted, saying which grant is missing, and imports
+/// the gateway never provides (WASI among them: plugins get no files, sockets or
+/// environment).
+fn check_imports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    grants: &Grants,
+) -> Result<(), String> {
+    for (name, _) in component.component_type().imports(engine) {
+        let unversioned = name.split('@').next().unwrap_or(name);
+        if matches!(
+            unversioned,
+            "portcullis:plugin/types" | "portcullis:plugin/host"
+        ) {
+            continue;
+        }
+        let Some((_, grant, example)) = imports::CAPABILITIES
+            .iter()
+            .find(|(iface, _, _)| *iface == unversioned)
+        else {
+            return Err(format!(
+                "imports `{name}`, which Portcullis does not provide to plugins; build it for \
+                 the portcullis:plugin@0.1.0 worlds (WASI is not available)"
+            ));
+        };
+        let granted = match *grant {
+            "http" => !grants.http.is_empty(),
+            "cache" => grants.cache.is_some(),
+            _ => grants.crypto,
+        };
+        if !granted {
+            return Err(format!(
+                "imports `{name}` but this entry is not granted `{grant}`; add `{example}` to \
+                 the entry if it should have it"
+            ));
+        }
+    }
+    Ok(())
+}

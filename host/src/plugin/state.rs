@@ -1,0 +1,264 @@
+//! What a plugin's store holds: the request or response it is working on, its budgets, and
+//! the record of a fault the host forced on it.
+//!
+//! The request and response are moved into the store for the one call that uses them and
+//! taken back afterwards, so the guest's `request`/`response` resources are host-owned
+//! values read through methods: nothing is copied into the sandbox that it does not ask for.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use super::bindings::{EditError, Identity};
+use super::entry::EntryInfo;
+
+/// The type behind the guest's `request` resource. The store holds at most one request, so
+/// the handle carries no data of its own.
+#[derive(Debug)]
+pub struct RequestHandle;
+
+/// The type behind the guest's `response` resource.
+#[derive(Debug)]
+pub struct ResponseHandle;
+
+/// The request as the pipeline carries it from plugin to plugin.
+#[derive(Debug, Clone)]
+pub struct PluginRequest {
+    pub method: Method,
+    /// Percent-encoded path, after the route's rewrite.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// Present only when a plugin of the pipeline asked for the request body.
+    pub body: Option<Bytes>,
+    pub identity: Option<Identity>,
+    pub client_ip: IpAddr,
+    pub route: Arc<str>,
+    pub request_id: Arc<str>,
+    /// Whether a plugin replaced the body (the framing headers must then be redone).
+    pub body_replaced: bool,
+}
+
+/// The response on its way back through the pipeline.
+#[derive(Debug, Clone)]
+pub struct PluginResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// Present only when a plugin of the pipeline asked for the response body.
+    pub body: Option<Bytes>,
+    pub identity: Option<Identity>,
+    pub body_replaced: bool,
+}
+
+/// Why the host ended a call on its own, kept so the failure is reported as what it was
+/// rather than as the bare trap it causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The guest tried to grow its memory past the entry's cap.
+    MemoryCap { requested: usize, cap: usize },
+    /// The guest handed back more than its budget allows.
+    OutputTooLarge(&'static str),
+}
+
+/// The data of one plugin store.
+#[derive(Debug)]
+pub struct PluginState {
+    pub(super) entry: Arc<EntryInfo>,
+    pub(super) request: Option<PluginRequest>,
+    pub(super) response: Option<PluginResponse>,
+    /// Request id for log lines, kept across phases.
+    pub(super) request_id: Option<Arc<str>>,
+    pub(super) memory_cap: usize,
+    pub(super) outbound_left: u32,
+    /// Wall-clock end of the current call; the epoch callback traps past it.
+    pub(super) deadline: Instant,
+    pub(super) fault: Option<Fault>,
+}
+
+impl PluginState {
+    pub(super) fn new(entry: Arc<EntryInfo>) -> Self {
+        Self {
+            memory_cap: entry.budgets.memory_bytes,
+            outbound_left: entry.budgets.outbound_calls,
+            deadline: Instant::now() + entry.budgets.deadline,
+            entry,
+            request: None,
+            response: None,
+            request_id: None,
+            fault: None,
+        }
+    }
+
+    /// Readies the state for the next call: a fresh deadline and, for a new request, fresh
+    /// per-request budgets.
+    pub(super) fn begin_call(&mut self, new_request: bool) {
+        self.deadline = Instant::now() + self.entry.budgets.deadline;
+        self.fault = None;
+        if new_request {
+            self.outbound_left = self.entry.budgets.outbound_calls;
+        }
+    }
+
+    pub(super) fn request_mut(&mut self) -> wasmtime::Result<&mut PluginRequest> {
+        self.request
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("request used outside its call"))
+    }
+
+    pub(super) fn response_mut(&mut self) -> wasmtime::Result<&mut PluginResponse> {
+        self.response
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("response used outside its call"))
+    }
+
+    /// Fails the call as "output too large": a guest that hands back more than its budget
+    /// is misbehaving, not making a mistake it could handle.
+    pub(super) fn output_too_large(&mut self, what: &'static str) -> wasmtime::Error {
+        self.fault = Some(Fault::OutputTooLarge(what));
+        wasmtime::Error::msg(format!("plugin output too large: {what}"))
+    }
+}
+
+/// Memory caps by store limits: growth past the entry's budget fails the call, and the
+/// fault is remembered so it is reported as memory exhaustion, not as a generic trap.
+impl wasmtime::ResourceLimiter for PluginState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.fault = Some(Fault::MemoryCap {
+                requested: desired,
+                cap: self.memory_cap,
+            });
+            return Err(wasmtime::Error::msg(format!(
+                "plugin memory cap of {} bytes reached",
+                self.memory_cap
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Function tables only grow for dynamic linking tricks no plugin needs.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The longest header value a plugin may set. Edge limits cap what clients send at 64 KiB
+/// for the whole head; one value past this is a bug or an attack, not a header.
+pub const MAX_HEADER_VALUE: usize = 16 * 1024;
+
+/// Headers that describe the connection or the framing, which the gateway owns.
+pub fn is_forbidden_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+    )
+}
+
+/// Parses a header name a guest gave, refusing the ones the gateway owns.
+pub fn header_name(name: &str) -> Result<HeaderName, EditError> {
+    let parsed = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| EditError::InvalidName(truncated(name)))?;
+    if is_forbidden_header(&parsed) {
+        return Err(EditError::Forbidden(parsed.as_str().to_owned()));
+    }
+    Ok(parsed)
+}
+
+/// Parses a header value a guest gave. Bytes above 0x7f (UTF-8 text) are allowed as
+/// obs-text; control characters are not.
+pub fn header_value(value: &str) -> Result<HeaderValue, EditError> {
+    if value.len() > MAX_HEADER_VALUE {
+        return Err(EditError::InvalidValue(format!(
+            "longer than {MAX_HEADER_VALUE} bytes"
+        )));
+    }
+    HeaderValue::from_bytes(value.as_bytes())
+        .map_err(|_| EditError::InvalidValue("control characters are not allowed".to_owned()))
+}
+
+/// A header value as the guest sees it: text, with invalid UTF-8 replaced.
+pub fn value_text(value: &HeaderValue) -> String {
+    String::from_utf8_lossy(value.as_bytes()).into_owned()
+}
+
+/// Every header as `(name, value)` pairs, repeated names kept in order.
+pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), value_text(v)))
+        .collect()
+}
+
+/// The first value of a header; unknown or invalid names simply have none.
+pub fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).map(value_text)
+}
+
+/// Every value of a header.
+pub fn all_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers.get_all(name).iter().map(value_text).collect()
+}
+
+/// Names in error messages are cut, so a guest cannot make the host log megabytes.
+fn truncated(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_and_connection_headers_are_refused() {
+        for name in ["Host", "content-length", "Transfer-Encoding", "connection"] {
+            assert!(
+                matches!(header_name(name), Err(EditError::Forbidden(_))),
+                "{name}"
+            );
+        }
+        assert!(header_name("x-user").is_ok());
+        assert!(matches!(
+            header_name("bad name"),
+            Err(EditError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn values_with_newlines_or_oversized_are_refused_and_utf8_kept() {
+        assert!(header_value("a\r\nx-injected: 1").is_err());
+        assert!(header_value(&"v".repeat(MAX_HEADER_VALUE + 1)).is_err());
+        let v = header_value("café").expect("utf-8 is obs-text");
+        assert_eq!(value_text(&v), "café");
+    }
+}

@@ -1,0 +1,365 @@
+//! Building the routes' plugin pipelines from `[[routes.plugins]]` and `[plugins]`: every
+//! check reports through the same diagnostics as the rest of the config, naming the route,
+//! the plugin and, for a failed config check, the plugin's own message.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use http::uri::Authority;
+use toml::Spanned;
+
+use crate::config::{self, Diagnostics, FailureConfig, PluginEntryConfig};
+use crate::plugin::engine::{self, EngineSettings, MAX_MEMORY_BYTES};
+use crate::plugin::jwks::KeySetSettings;
+use crate::plugin::{
+    Budgets, EntryInfo, EntrySpec, FailurePolicy, Grants, HostGrant, HostServices, InstanceMode,
+    Loader, Pipeline, PipelineSettings, PluginEngine, PluginSource,
+};
+use crate::router::Route;
+use crate::telemetry::Metrics;
+
+/// One route's entries waiting to be loaded.
+struct RoutePlugins {
+    route_index: usize,
+    route_id: String,
+    entries: Vec<(Range<usize>, EntrySpec)>,
+    settings: PipelineSettings,
+}
+
+/// Collects pipeline entries route by route, then loads them all at once.
+pub(super) struct PluginBuilder<'c> {
+    base: &'c Path,
+    metrics: Arc<Metrics>,
+    /// `None` when no route has plugins (no engine is made) or the engine failed.
+    loader: Option<Loader>,
+    services: Option<Arc<HostServices>>,
+    routes: Vec<RoutePlugins>,
+}
+
+impl<'c> PluginBuilder<'c> {
+    pub(super) fn new(
+        cfg: &'c config::Config,
+        metrics: &Arc<Metrics>,
+        base: &'c Path,
+        d: &mut Diagnostics<'_>,
+    ) -> Self {
+        let mut builder = Self {
+            base,
+            metrics: Arc::clone(metrics),
+            loader: None,
+            services: None,
+            routes: Vec::new(),
+        };
+        if !cfg.routes.iter().any(|r| !r.get_ref().plugins.is_empty()) {
+            return builder;
+        }
+        let p = &cfg.plugins;
+        if *p.max_instances.get_ref() == 0 {
+            d.error(
+                p.max_instances.span(),
+                "`max_instances` must be at least 1",
+                None,
+            );
+            return builder;
+        }
+        let cache_dir = if p.compile_cache {
+            p.cache_dir
+                .as_ref()
+                .map(|dir| super::resolve(base, dir.get_ref()))
+                .or_else(engine::default_cache_dir)
+        } else {
+            None
+        };
+        let settings = EngineSettings {
+            max_instances: *p.max_instances.get_ref(),
+            cache_dir,
+        };
+        match PluginEngine::new(&settings) {
+            Ok(engine) => builder.loader = Some(Loader::new(engine)),
+            Err(e) => {
+                d.error(
+                    p.max_instances.span(),
+                    format!("the plugin runtime could not start: {e}"),
+                    Some("lower `[plugins] max_instances`, and do not run under `ulimit -v`"),
+                );
+                return builder;
+            }
+        }
+        let services = HostServices::new(Arc::clone(metrics));
+        services.key_sets.configure(KeySetSettings {
+            ttl: p.key_sets.ttl,
+            min_refresh_interval: p.key_sets.min_refresh_interval,
+            fetch_timeout: p.key_sets.fetch_timeout,
+        });
+        builder.services = Some(Arc::new(services));
+        builder
+    }
+
+    /// Checks a route's entries and queues them for loading.
+    pub(super) fn add_route(
+        &mut self,
+        route_index: usize,
+        route: &config::RouteConfig,
+        d: &mut Diagnostics<'_>,
+    ) {
+        let Some(services) = &self.services else {
+            return;
+        };
+        if route.plugins.is_empty() {
+            return;
+        }
+        let route_id = route.id.get_ref().clone();
+        if route.pipeline.max_concurrent == 0 {
+            d.error(
+                route.id.span(),
+                format!("route `{route_id}`: `pipeline.max_concurrent` must be at least 1"),
+                None,
+            );
+        }
+        let entries = route
+            .plugins
+            .iter()
+            .filter_map(|e| {
+                entry_spec(&route_id, e, self.base, services, d).map(|spec| (e.span(), spec))
+            })
+            .collect();
+        self.routes.push(RoutePlugins {
+            route_index,
+            route_id,
+            entries,
+            settings: PipelineSettings {
+                max_concurrent: route.pipeline.max_concurrent,
+                queue_timeout: route.pipeline.queue_timeout,
+            },
+        });
+    }
+
+    /// Loads every queued entry (compiling, linking and checking configs) and gives each
+    /// route its pipeline. Returns the shared services, if any route has plugins.
+    pub(super) fn finish(
+        mut self,
+        routes: &mut [Route],
+        d: &mut Diagnostics<'_>,
+    ) -> Option<Arc<HostServices>> {
+        let loader = self.loader.as_mut()?;
+        let mut spans = Vec::new();
+        let mut specs = Vec::new();
+        for (i, r) in self.routes.iter_mut().enumerate() {
+            for (span, spec) in r.entries.drain(..) {
+                spans.push((i, span));
+                specs.push(spec);
+            }
+        }
+        let loaded = loader.load_all(specs);
+        let mut per_route: Vec<Vec<Arc<crate::plugin::Entry>>> =
+            self.routes.iter().map(|_| Vec::new()).collect();
+        let mut failed = vec![false; self.routes.len()];
+        for ((i, span), result) in spans.into_iter().zip(loaded) {
+            match result {
+                Ok(entry) => per_route[i].push(entry),
+                Err(message) => {
+                    failed[i] = true;
+                    d.error(
+                        span,
+                        format!("route `{}`: {message}", self.routes[i].route_id),
+                        None,
+                    );
+                }
+            }
+        }
+        for ((r, entries), failed) in self.routes.iter().zip(per_route).zip(failed) {
+            if failed || entries.is_empty() {
+                continue;
+            }
+            if let Some(route) = routes.get_mut(r.route_index) {
+                route.pipeline = Some(Arc::new(Pipeline::new(
+                    entries,
+                    r.settings,
+                    Arc::clone(&self.metrics),
+                )));
+            }
+        }
+        self.services
+    }
+}
+
+/// Most a single plugin call may take; beyond this a plugin is a service, not a policy.
+const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn entry_spec(
+    route_id: &str,
+    spanned: &Spanned<PluginEntryConfig>,
+    base: &Path,
+    services: &Arc<HostServices>,
+    d: &mut Diagnostics<'_>,
+) -> Option<EntrySpec> {
+    let e = spanned.get_ref();
+    let errors_before = d.len();
+    let name = e.plugin.get_ref();
+    let source = if name.ends_with(".wasm") || name.contains('/') {
+        let path = super::resolve(base, Path::new(name));
+        if !path.is_file() {
+            d.error(
+                e.plugin.span(),
+                format!(
+                    "route `{route_id}`: plugin file `{}` does not exist",
+                    path.display()
+                ),
+                Some("paths are relative to the config file"),
+            );
+        }
+        PluginSource::File(path)
+    } else {
+        d.error(
+            e.plugin.span(),
+            format!("route `{route_id}`: `{name}` is not a plugin file, and no built-in plugin has that name"),
+            Some("give the path of a `.wasm` component, relative to the config file"),
+        );
+        return None;
+    };
+
+    let budgets = &e.budgets;
+    let memory_bytes = (*budgets.memory_mib.get_ref() as usize).saturating_mul(1024 * 1024);
+    if memory_bytes == 0 || memory_bytes > MAX_MEMORY_BYTES {
+        d.error(
+            budgets.memory_mib.span(),
+            format!(
+                "`budgets.memory_mib` must be between 1 and {}",
+                MAX_MEMORY_BYTES / (1024 * 1024)
+            ),
+            None,
+        );
+    }
+    if budgets.deadline.is_zero() || budgets.deadline > MAX_DEADLINE {
+        d.error(
+            spanned.span(),
+            format!("route `{route_id}`: `budgets.deadline` must be more than 0 and at most 60s"),
+            None,
+        );
+    }
+
+    let mut http = Vec::new();
+    for h in &e.grants.http {
+        match parse_host_grant(h.get_ref()) {
+            Some(g) => http.push(g),
+            None => d.error(
+                h.span(),
+                format!("`{}` is not a host or host:port", h.get_ref()),
+                Some("write hosts without scheme or path, like \"auth.example.com\" or \"127.0.0.1:8081\""),
+            ),
+        }
+    }
+    let cache = e.grants.cache.as_ref().and_then(|c| {
+        let name = c.get_ref();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Some(services.cache(name))
+        } else {
+            d.error(
+                c.span(),
+                format!("cache namespace `{name}` must be 1–64 letters, digits, `-`, `_` or `.`"),
+                None,
+            );
+            None
+        }
+    });
+    let mode = match &e.reuse {
+        None => InstanceMode::Fresh,
+        Some(r) => {
+            let rc = r.get_ref();
+            if rc.max_instances == 0 || rc.max_requests == 0 {
+                d.error(
+                    r.span(),
+                    "`reuse.max_instances` and `reuse.max_requests` must be at least 1",
+                    None,
+                );
+            }
+            InstanceMode::Reuse {
+                max_instances: rc.max_instances,
+                max_requests: rc.max_requests,
+            }
+        }
+    };
+    let config = match serde_json::to_string(&e.config) {
+        Ok(json) => json,
+        Err(err) => {
+            d.error(
+                spanned.span(),
+                format!(
+                    "route `{route_id}`: the plugin's `config` cannot be passed as JSON: {err}"
+                ),
+                Some("use strings for dates and times"),
+            );
+            String::new()
+        }
+    };
+    if d.len() != errors_before {
+        return None;
+    }
+    let plugin_name = Path::new(name)
+        .file_stem()
+        .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
+    Some(EntrySpec {
+        source,
+        info: EntryInfo {
+            route: Arc::from(route_id),
+            plugin: Arc::from(plugin_name.as_str()),
+            config,
+            budgets: Budgets {
+                deadline: budgets.deadline,
+                memory_bytes,
+                body_bytes: budgets.body_bytes,
+                outbound_calls: budgets.outbound_calls,
+            },
+            grants: Grants {
+                http,
+                cache,
+                crypto: e.grants.crypto,
+            },
+            services: Arc::clone(services),
+        },
+        failure: match e.failure {
+            FailureConfig::Closed => FailurePolicy::Closed,
+            FailureConfig::Open => FailurePolicy::Open,
+            FailureConfig::Skip => FailurePolicy::Skip,
+        },
+        mode,
+    })
+}
+
+/// `host` or `host:port`, nothing else.
+fn parse_host_grant(s: &str) -> Option<HostGrant> {
+    if s.contains(['/', '@', '?', '#']) || s.is_empty() {
+        return None;
+    }
+    let authority: Authority = s.parse().ok()?;
+    Some(HostGrant {
+        host: authority
+            .host()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase(),
+        port: authority.port_u16(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_grants_are_bare_hosts_with_optional_ports() {
+        let g = parse_host_grant("Auth.Example.com").expect("host");
+        assert!(g.permits("auth.example.com", 443));
+        let g = parse_host_grant("127.0.0.1:8081").expect("host:port");
+        assert!(g.permits("127.0.0.1", 8081));
+        assert!(!g.permits("127.0.0.1", 8082));
+        for bad in ["https://a.example", "a.example/path", "", "user@a.example"] {
+            assert!(parse_host_grant(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What [`export_plugin!`](crate::export_plugin) expands to call: config parsing (cached for
+//! the life of the instance, which matters in the gateway's reuse mode) and the phases.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::bindings::portcullis::plugin::types;
+use crate::{Action, Phases, Plugin, Request, Response};
+
+thread_local! {
+    /// The parsed config of this instance. One instance serves one entry, so it never
+    /// changes once parsed.
+    static CONFIG: RefCell<Option<Rc<dyn Any>>> = const { RefCell::new(None) };
+}
+
+fn parse<P: Plugin>(text: &str) -> Result<P::Config, String> {
+    serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
+}
+
+fn config<P: Plugin>() -> Result<Rc<P::Config>, String> {
+    if let Some(cached) = CONFIG.with(|c| c.borrow().clone())
+        && let Ok(config) = cached.downcast::<P::Config>()
+    {
+        return Ok(config);
+    }
+    let config = Rc::new(parse::<P>(&crate::host::config())?);
+    CONFIG.with(|c| *c.borrow_mut() = Some(Rc::clone(&config) as Rc<dyn Any>));
+    Ok(config)
+}
+
+pub fn check_config<P: Plugin>(text: &str) -> Result<Phases, String> {
+    P::check(&parse::<P>(text)?)
+}
+
+pub fn on_request<P: Plugin>(request: &types::Request) -> Result<Action, String> {
+    let config = config::<P>()?;
+    P::on_request(&config, &mut Request::new(request)).map_err(|e| e.0)
+}
+
+pub fn on_response<P: Plugin>(response: &types::Response) -> Result<(), String> {
+    let config = config::<P>()?;
+    P::on_response(&config, &mut Response::new(response)).map_err(|e| e.0)
+}
