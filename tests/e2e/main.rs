@@ -2,6 +2,7 @@
 //! where signals and log output matter), real upstreams, real TLS.
 
 mod binary;
+mod crypto;
 mod limits;
 mod plugins;
 mod policies;
