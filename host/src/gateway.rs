@@ -218,6 +218,8 @@ async fn serve(
     //    and before the upstream. A plugin may edit the request or answer it itself.
     let mut target = None;
     let mut response_phase = None;
+    // The identity an auth plugin attached, for the response phase.
+    let mut identity = None;
     if let Some(pipeline) = &route.pipeline {
         let permit = pipeline.admit().await?;
         let path_and_query = upstream_target(&route, ex, &parts.uri)?;
@@ -245,6 +247,7 @@ async fn serve(
         let (outcome, phase) = pipeline.on_request(&mut request, permit).await;
         parts.method = request.method;
         parts.headers = request.headers;
+        identity = request.identity;
         body = match (request.body, streaming) {
             (Some(bytes), _) => {
                 set_length(&mut parts.headers, bytes.len());
@@ -361,7 +364,7 @@ async fn serve(
                 status: head.status,
                 headers: std::mem::take(&mut head.headers),
                 body: buffered,
-                identity: None,
+                identity,
                 body_replaced: false,
             };
             phase.run(&mut plugin_view, &ex.record.request_id).await?;

@@ -16,6 +16,43 @@ type ResponseInner<'a> = &'a crate::bindings::portcullis::plugin::types::Respons
 #[cfg(not(target_arch = "wasm32"))]
 type ResponseInner<'a> = &'a mut crate::testing::TestResponse;
 
+/// Header and body methods, the same on both handles.
+macro_rules! forwarding_methods {
+    ($body_phase:literal) => {
+        /// The first value of a header.
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.inner.header(name)
+        }
+        /// Every value of a header, in order.
+        pub fn header_all(&self, name: &str) -> Vec<String> {
+            self.inner.header_all(name)
+        }
+        /// Every header, in order; copies them all, so prefer `header`.
+        pub fn headers(&self) -> Vec<(String, String)> {
+            self.inner.headers()
+        }
+        /// Replaces every value of a header.
+        pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+            self.inner.set_header(name, value)
+        }
+        /// Adds a value to a header, keeping the others.
+        pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+            self.inner.append_header(name, value)
+        }
+        pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
+            self.inner.remove_header(name)
+        }
+        #[doc = concat!("The body, if the plugin asked for `", $body_phase, "` in its phases.")]
+        pub fn body(&self) -> Option<Vec<u8>> {
+            self.inner.body()
+        }
+        /// Replaces the body (only when it was buffered for this plugin).
+        pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
+            self.inner.set_body(body)
+        }
+    };
+}
+
 /// The request on its way to the upstream. Header names are case-insensitive.
 #[derive(Debug)]
 pub struct Request<'a> {
@@ -55,36 +92,8 @@ impl<'a> Request<'a> {
     pub fn set_query(&mut self, query: Option<&str>) -> Result<(), EditError> {
         self.inner.set_query(query)
     }
-    /// The first value of a header.
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.inner.header(name)
-    }
-    /// Every value of a header, in order.
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.inner.header_all(name)
-    }
-    /// Every header, in order; copies them all, so prefer [`Request::header`].
-    pub fn headers(&self) -> Vec<(String, String)> {
-        self.inner.headers()
-    }
-    /// Replaces every value of a header.
-    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.inner.set_header(name, value)
-    }
-    /// Adds a value to a header, keeping the others.
-    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.inner.append_header(name, value)
-    }
-    pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
-        self.inner.remove_header(name)
-    }
-    /// The body, if the plugin asked for [`Phases::REQUEST_BODY`](crate::Phases).
-    pub fn body(&self) -> Option<Vec<u8>> {
-        self.inner.body()
-    }
-    pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
-        self.inner.set_body(body)
-    }
+    forwarding_methods!("request-body");
+
     /// The client's address as the gateway determined it.
     pub fn client_ip(&self) -> String {
         self.inner.client_ip()
@@ -119,31 +128,8 @@ impl<'a> Response<'a> {
     pub fn set_status(&mut self, status: u16) -> Result<(), EditError> {
         self.inner.set_status(status)
     }
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.inner.header(name)
-    }
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.inner.header_all(name)
-    }
-    pub fn headers(&self) -> Vec<(String, String)> {
-        self.inner.headers()
-    }
-    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.inner.set_header(name, value)
-    }
-    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.inner.append_header(name, value)
-    }
-    pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
-        self.inner.remove_header(name)
-    }
-    /// The body, if the plugin asked for [`Phases::RESPONSE_BODY`](crate::Phases).
-    pub fn body(&self) -> Option<Vec<u8>> {
-        self.inner.body()
-    }
-    pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
-        self.inner.set_body(body)
-    }
+    forwarding_methods!("response-body");
+
     pub fn identity(&self) -> Option<Identity> {
         self.inner.identity()
     }

@@ -238,15 +238,15 @@ macro_rules! export_plugin {
                 }
 
                 fn on_request(
-                    request: &$crate::bindings::portcullis::plugin::types::Request,
+                    request: $crate::bindings::portcullis::plugin::types::Request,
                 ) -> Result<$crate::Action, String> {
-                    $crate::glue::on_request::<$plugin>(request)
+                    $crate::glue::on_request::<$plugin>(&request)
                 }
 
                 fn on_response(
-                    response: &$crate::bindings::portcullis::plugin::types::Response,
+                    response: $crate::bindings::portcullis::plugin::types::Response,
                 ) -> Result<(), String> {
-                    $crate::glue::on_response::<$plugin>(response)
+                    $crate::glue::on_response::<$plugin>(&response)
                 }
             }
 

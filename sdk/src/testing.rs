@@ -239,6 +239,68 @@ impl TestHeaders {
     }
 }
 
+/// The header and body methods both resources have, with the same rules.
+macro_rules! shared_methods {
+    () => {
+        /// Adds a header before the plugin runs.
+        pub fn with_header(mut self, name: &str, value: &str) -> Self {
+            self.headers
+                .0
+                .push((name.to_ascii_lowercase(), value.to_owned()));
+            self
+        }
+
+        /// Sets the body before the plugin runs.
+        pub fn with_body(mut self, body: &[u8]) -> Self {
+            self.body = Some(body.to_vec());
+            self
+        }
+
+        /// The first value of a header after the plugin ran.
+        pub fn header_value(&self, name: &str) -> Option<&str> {
+            let name = name.to_ascii_lowercase();
+            self.headers
+                .0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn header(&self, name: &str) -> Option<String> {
+            self.headers.first(name)
+        }
+        pub fn header_all(&self, name: &str) -> Vec<String> {
+            self.headers.all(name)
+        }
+        pub fn headers(&self) -> Vec<(String, String)> {
+            self.headers.0.clone()
+        }
+        pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+            self.headers.set(name, value, false)
+        }
+        pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+            self.headers.set(name, value, true)
+        }
+        pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
+            self.headers.remove(name)
+        }
+        pub fn body(&self) -> Option<Vec<u8>> {
+            if self.body_buffered {
+                Some(self.body.clone().unwrap_or_default())
+            } else {
+                None
+            }
+        }
+        pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
+            if !self.body_buffered {
+                return Err(EditError::BodyNotBuffered);
+            }
+            self.body = Some(body.to_vec());
+            Ok(())
+        }
+    };
+}
+
 /// A request for native tests, with the methods of the gateway's request resource.
 #[derive(Debug, Clone)]
 pub struct TestRequest {
@@ -283,28 +345,6 @@ impl TestRequest {
         Self::new("POST", target).with_body(body)
     }
 
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .0
-            .push((name.to_ascii_lowercase(), value.to_owned()));
-        self
-    }
-
-    pub fn with_body(mut self, body: &[u8]) -> Self {
-        self.body = Some(body.to_vec());
-        self
-    }
-
-    /// The first value of a header after the plugin ran.
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .0
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     // The methods below mirror the gateway's `request` resource, so `Request` forwards to
     // either with the same code.
 
@@ -340,38 +380,8 @@ impl TestRequest {
         self.query = query.filter(|q| !q.is_empty()).map(str::to_owned);
         Ok(())
     }
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.first(name)
-    }
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers.all(name)
-    }
-    pub fn headers(&self) -> Vec<(String, String)> {
-        self.headers.0.clone()
-    }
-    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.headers.set(name, value, false)
-    }
-    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.headers.set(name, value, true)
-    }
-    pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
-        self.headers.remove(name)
-    }
-    pub fn body(&self) -> Option<Vec<u8>> {
-        if self.body_buffered {
-            Some(self.body.clone().unwrap_or_default())
-        } else {
-            None
-        }
-    }
-    pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
-        if !self.body_buffered {
-            return Err(EditError::BodyNotBuffered);
-        }
-        self.body = Some(body.to_vec());
-        Ok(())
-    }
+    shared_methods!();
+
     pub fn client_ip(&self) -> String {
         self.client_ip.clone()
     }
@@ -410,27 +420,6 @@ impl TestResponse {
         }
     }
 
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .0
-            .push((name.to_ascii_lowercase(), value.to_owned()));
-        self
-    }
-
-    pub fn with_body(mut self, body: &[u8]) -> Self {
-        self.body = Some(body.to_vec());
-        self
-    }
-
-    pub fn header_value(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .0
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     pub fn status(&self) -> u16 {
         self.status
     }
@@ -441,38 +430,8 @@ impl TestResponse {
         self.status = status;
         Ok(())
     }
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.first(name)
-    }
-    pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers.all(name)
-    }
-    pub fn headers(&self) -> Vec<(String, String)> {
-        self.headers.0.clone()
-    }
-    pub fn set_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.headers.set(name, value, false)
-    }
-    pub fn append_header(&mut self, name: &str, value: &str) -> Result<(), EditError> {
-        self.headers.set(name, value, true)
-    }
-    pub fn remove_header(&mut self, name: &str) -> Result<(), EditError> {
-        self.headers.remove(name)
-    }
-    pub fn body(&self) -> Option<Vec<u8>> {
-        if self.body_buffered {
-            Some(self.body.clone().unwrap_or_default())
-        } else {
-            None
-        }
-    }
-    pub fn set_body(&mut self, body: &[u8]) -> Result<(), EditError> {
-        if !self.body_buffered {
-            return Err(EditError::BodyNotBuffered);
-        }
-        self.body = Some(body.to_vec());
-        Ok(())
-    }
+    shared_methods!();
+
     pub fn identity(&self) -> Option<Identity> {
         self.identity.clone()
     }

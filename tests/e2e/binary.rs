@@ -222,16 +222,57 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 }
 
-/// The configuration example in README.md must stay a valid config shape.
+/// Every configuration example in README.md must stay a valid config shape.
 #[test]
-fn readme_config_example_parses() {
+fn readme_config_examples_parse() {
     let readme = std::fs::read_to_string(repo_file("README.md")).expect("README");
-    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
-    let end = start + readme[start..].find("```").expect("block end");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "the README shows the config and the plugins"
+    );
     let path = std::path::Path::new("README.md");
-    if let Err(e) = portcullis::config::parse(path, readme[start..end].to_owned()) {
-        panic!("README example does not parse:\n{e}");
+    for block in blocks {
+        // Fragments (such as the plugin section) are shown without the version line.
+        let text = if block.contains("version = ") {
+            block.to_owned()
+        } else {
+            format!("version = 1\n{block}")
+        };
+        if let Err(e) = portcullis::config::parse(path, text) {
+            panic!("README example does not parse:\n{e}\n{block}");
+        }
     }
+}
+
+#[test]
+fn validate_loads_plugins_and_reports_their_own_config_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "version = 1\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[plugins]\ncache_dir = \"{}\"\n\
+         [[routes]]\nid = \"tagged\"\nrespond = {{ body = \"x\" }}\n\
+         [[routes.plugins]]\nplugin = \"{}\"\nconfig = {{ tag = \"\" }}\n",
+        dir.path().join("cache").display(),
+        portcullis_test_plugins::TAGGER
+    );
+    let path = write(dir.path(), "plugins.toml", &config);
+    let (code, _, stderr) = run_cli(&["validate", &path]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("plugins.toml:9:1"), "{stderr}");
+    assert!(
+        stderr.contains("route `tagged`: plugin `tagger`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`tag` must not be empty"), "{stderr}");
+
+    let fixed = config.replace("tag = \"\"", "tag = \"ok\"");
+    let path = write(dir.path(), "plugins.toml", &fixed);
+    let (code, stdout, stderr) = run_cli(&["validate", &path]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
 }
 
 #[test]

@@ -228,6 +228,21 @@ async fn every_algorithm_family_verifies_natively_and_forgeries_fail() {
         "\"ES256\"",
         "",
     ) + &verifier_route(
+        "who",
+        &format!(
+            "secret = \"{}\"",
+            std::str::from_utf8(SECRET).expect("utf-8")
+        ),
+        "\"HS256\"",
+        "",
+    )
+    .replace(
+        "[[routes.plugins]]\n",
+        &format!(
+            "[[routes.plugins]]\nplugin = \"{}\"\nconfig = {{}}\n[[routes.plugins]]\n",
+            plugins::RESPONSE_EDITOR
+        ),
+    ) + &verifier_route(
         "secret",
         &format!(
             "secret = \"{}\"",
@@ -264,6 +279,16 @@ async fn every_algorithm_family_verifies_natively_and_forgeries_fail() {
             .0,
         200
     );
+    // The identity the verifier attached reaches a response-phase plugin before it.
+    let req = request("GET", "h", "/who")
+        .header(
+            "authorization",
+            format!("Bearer {}", s.token("HS256", None, &claims)),
+        )
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let reply = Conn::h1(gw.addr()).await.send(req).await;
+    assert_eq!(reply.header("x-subject"), Some("alice"));
     // All of that from one fetch of the key set.
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1);
 
@@ -309,17 +334,42 @@ async fn every_algorithm_family_verifies_natively_and_forgeries_fail() {
     );
 }
 
+/// A gateway with one verifier route `r` on the JWKS of a fresh server.
+struct JwksSetup {
+    s: Signers,
+    jwks: JwksServer,
+    up: TestUpstream,
+    routes: String,
+}
+
+impl JwksSetup {
+    async fn new() -> Self {
+        let s = Signers::new();
+        let up = TestUpstream::start("app").await;
+        let jwks = JwksServer::start(s.jwks(false)).await;
+        let routes = verifier_route(
+            "r",
+            &format!("jwks_url = \"{}\"", jwks.url()),
+            "\"RS256\"",
+            &format!(", http = [\"{}\"]", jwks.addr),
+        );
+        Self {
+            s,
+            jwks,
+            up,
+            routes,
+        }
+    }
+}
+
 #[tokio::test]
 async fn rotation_is_picked_up_on_an_unknown_kid() {
-    let s = Signers::new();
-    let up = TestUpstream::start("app").await;
-    let jwks = JwksServer::start(s.jwks(false)).await;
-    let routes = verifier_route(
-        "r",
-        &format!("jwks_url = \"{}\"", jwks.url()),
-        "\"RS256\"",
-        &format!(", http = [\"{}\"]", jwks.addr),
-    );
+    let JwksSetup {
+        s,
+        jwks,
+        up,
+        routes,
+    } = JwksSetup::new().await;
     let gw = TestGateway::start(&gateway_config(
         &up,
         "min_refresh_interval = \"0s\"",
@@ -347,15 +397,12 @@ async fn rotation_is_picked_up_on_an_unknown_kid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kids_cause_no_refetch_storm() {
-    let s = Signers::new();
-    let up = TestUpstream::start("app").await;
-    let jwks = JwksServer::start(s.jwks(false)).await;
-    let routes = verifier_route(
-        "r",
-        &format!("jwks_url = \"{}\"", jwks.url()),
-        "\"RS256\"",
-        &format!(", http = [\"{}\"]", jwks.addr),
-    );
+    let JwksSetup {
+        s,
+        jwks,
+        up,
+        routes,
+    } = JwksSetup::new().await;
     let gw = Arc::new(
         TestGateway::start(&gateway_config(
             &up,
@@ -390,15 +437,12 @@ async fn unknown_kids_cause_no_refetch_storm() {
 
 #[tokio::test]
 async fn stale_keys_serve_while_the_jwks_server_is_down() {
-    let s = Signers::new();
-    let up = TestUpstream::start("app").await;
-    let jwks = JwksServer::start(s.jwks(false)).await;
-    let routes = verifier_route(
-        "r",
-        &format!("jwks_url = \"{}\"", jwks.url()),
-        "\"RS256\"",
-        &format!(", http = [\"{}\"]", jwks.addr),
-    );
+    let JwksSetup {
+        s,
+        jwks,
+        up,
+        routes,
+    } = JwksSetup::new().await;
     let gw = TestGateway::start(&gateway_config(
         &up,
         "ttl = \"1ms\"\nmin_refresh_interval = \"0s\"",

@@ -56,6 +56,9 @@ config = {{ tag = "c", remove = ["x-secret"] }}
         tagger = plugins::TAGGER,
     );
     let gw = TestGateway::start(&config).await;
+    // The component was compiled once and kept in the on-disk cache for the next start.
+    let cached = std::fs::read_dir(gw.dir.path().join("cache")).map(|d| d.count());
+    assert!(cached.is_ok_and(|n| n > 0), "compile cache is empty");
     let mut conn = Conn::h1(gw.addr()).await;
     let req = request("GET", "h", "/items")
         .header("x-secret", "do-not-forward")
@@ -349,6 +352,16 @@ config = {{ url = "http://{other}/token" }}
 grants = {{ http = ["{granted}"] }}
 
 [[routes]]
+id = "no-budget"
+path = {{ prefix = "/c" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://{granted}/token" }}
+grants = {{ http = ["{granted}"] }}
+budgets = {{ outbound_calls = 0 }}
+
+[[routes]]
 id = "slow"
 path = {{ prefix = "/slow" }}
 upstream = "app"
@@ -371,6 +384,9 @@ budgets = {{ deadline = "50ms" }}
     let fetch = values(&b, "x-fetch").join("");
     assert!(fetch.contains("HostNotGranted"), "{fetch}");
     assert_eq!(other.requests(), 0);
+    let c = conn.send(get("h", "/c")).await.json();
+    assert_eq!(values(&c, "x-fetch"), ["error:HttpError::BudgetExhausted"]);
+    assert_eq!(granted.requests(), 1);
     // A plugin waiting on a slow host is stopped at its deadline, like a looping one,
     // and its failure policy (closed) answers.
     let slow = conn.send(get("h", "/slow")).await;

@@ -20,5 +20,5 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::portcullis::plugin::handler::Action;
-pub use portcullis::plugin::types::{EditError, Identity, Phases, Reply};
+pub use self::exports::portcullis::plugin::handler::Action;
+pub use self::portcullis::plugin::types::{EditError, Identity, Phases, Reply};

@@ -330,7 +330,7 @@ impl Entry {
         store.data_mut().begin_call(true);
         instance.served += 1;
         let handler = live.bindings.portcullis_plugin_handler();
-        let call = handler.call_on_request(&mut *store, Resource::new_borrow(0));
+        let call = handler.call_on_request(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
         let request = store.data_mut().request.take();
         let result = self.outcome(store, outcome);
@@ -362,7 +362,7 @@ impl Entry {
         store.data_mut().response = Some(response);
         store.data_mut().begin_call(false);
         let handler = live.bindings.portcullis_plugin_handler();
-        let call = handler.call_on_response(&mut *store, Resource::new_borrow(0));
+        let call = handler.call_on_response(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
         let response = store.data_mut().response.take();
         let result = self.outcome(store, outcome);

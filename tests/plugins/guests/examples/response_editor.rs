@@ -1,4 +1,4 @@
-//! In the response phase: sets `x-edited: yes`, maps status `from` to `to`, and replaces the body with `body` when given.
+//! In the response phase: sets `x-edited: yes` (and `x-subject` to the subject of the identity an earlier plugin attached, if any), maps status `from` to `to`, and replaces the body with `body` when given.
 
 #[allow(unused_imports)]
 use portcullis_sdk::{
@@ -24,6 +24,9 @@ impl Plugin for ResponseEditor {
     }
     fn on_response(config: &Config, response: &mut Response<'_>) -> portcullis_sdk::Result<()> {
         response.set_header("x-edited", "yes")?;
+        if let Some(subject) = response.identity().and_then(|i| i.subject) {
+            response.set_header("x-subject", &subject)?;
+        }
         if let (Some(from), Some(to)) = (config.from, config.to)
             && response.status() == from
         {
