@@ -64,6 +64,8 @@ pub async fn handle(
         rate_limit: "none",
         flag: None,
         headers: None,
+        subject: None,
+        consumer: None,
     };
     record.capture_headers(&runtime.redactor, req.headers());
     let mut ex = Exchange {
@@ -247,6 +249,10 @@ async fn serve(
         let (outcome, phase) = pipeline.on_request(&mut request, permit).await;
         parts.method = request.method;
         parts.headers = request.headers;
+        if let Some(id) = &request.identity {
+            ex.record.subject.clone_from(&id.subject);
+            ex.record.consumer.clone_from(&id.consumer);
+        }
         identity = request.identity;
         body = match (request.body, streaming) {
             (Some(bytes), _) => {

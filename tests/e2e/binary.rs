@@ -296,3 +296,41 @@ fn run_refuses_a_broken_config_and_a_taken_port() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
 }
+
+#[tokio::test]
+async fn access_log_records_the_identity_a_plugin_verified_but_not_the_token() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let up = TestUpstream::start("svc").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = "an access-log test secret of 32+ bytes";
+    let config = format!(
+        "version = 1\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[plugins]\ncache_dir = \"{}\"\n\
+         [upstreams.svc]\ntargets = [\"{}\"]\n[[routes]]\nid = \"me\"\nupstream = \"svc\"\n\
+         [[routes.plugins]]\nplugin = \"{}\"\nconfig = {{ secret = \"{secret}\", algorithms = [\"HS256\"] }}\n\
+         grants = {{ crypto = true }}\n",
+        dir.path().join("cache").display(),
+        up.addr,
+        portcullis_test_plugins::VERIFIER,
+    );
+    let path = write(dir.path(), "gw.toml", &config);
+    let gw = GatewayProcess::start(Path::new(&path));
+    let input = format!(
+        "{}.{}",
+        B64.encode(r#"{"alg":"HS256"}"#),
+        B64.encode(r#"{"sub":"dave"}"#)
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let token = format!(
+        "{input}.{}",
+        B64.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes()))
+    );
+    let req = request("GET", "h", "/me")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    assert_eq!(Conn::h1(gw.addr).await.send(req).await.status, 200);
+    let line = gw.next_access();
+    assert_eq!(line["subject"], "dave", "{line}");
+    assert!(!line.to_string().contains(&token[..20]), "{line}");
+}

@@ -74,6 +74,9 @@ pub struct AccessRecord {
     pub rate_limit: &'static str,
     pub flag: Option<&'static str>,
     pub headers: Option<String>,
+    /// The verified identity an auth plugin attached: who, not how (never a token).
+    pub subject: Option<String>,
+    pub consumer: Option<String>,
 }
 
 impl AccessRecord {
@@ -103,6 +106,8 @@ impl Drop for AccessRecord {
             rate_limit = self.rate_limit,
             flag = self.flag.unwrap_or("-"),
             headers = self.headers.as_deref(),
+            subject = self.subject.as_deref(),
+            consumer = self.consumer.as_deref(),
             "access"
         );
     }
