@@ -2,7 +2,10 @@
 //! and the epoch ticker that every plugin deadline hangs off.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use wasmtime::component::Component;
 use wasmtime::{Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy};
@@ -29,6 +32,9 @@ pub struct EngineSettings {
 #[derive(Clone)]
 pub struct PluginEngine {
     engine: Engine,
+    /// One permit per pooling-allocator slot: a request waits for a free slot (bounded by
+    /// its plugin's deadline) instead of failing the moment the pool is full.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -87,7 +93,19 @@ impl PluginEngine {
                 }
             })
             .map_err(|e| format!("epoch ticker thread: {e}"))?;
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            slots: Arc::new(Semaphore::new(slots as usize)),
+        })
+    }
+
+    /// Waits up to `wait` for a free instance slot; the permit is held as long as the
+    /// instance lives.
+    pub async fn slot(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 
     pub fn engine(&self) -> &Engine {

@@ -179,6 +179,8 @@ struct Warm {
     store: Store<PluginState>,
     bindings: PluginFull,
     served: u32,
+    /// The engine slot this instance occupies; released after the store is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// Reuse mode's pool: idle warm instances, and a semaphore bounding how many exist.
@@ -239,22 +241,30 @@ impl Entry {
         }
     }
 
-    /// A fresh store for this entry, its deadline armed.
-    fn store(&self) -> Store<PluginState> {
-        new_store(&self.engine, PluginState::new(Arc::clone(&self.info)))
+    /// A new instance in a free engine slot.
+    async fn fresh(&self) -> Result<Warm, PluginFailure> {
+        let slot = self
+            .engine
+            .slot(self.info.budgets.deadline)
+            .await
+            .ok_or_else(|| {
+                PluginFailure::Unavailable("every plugin instance slot is busy".into())
+            })?;
+        let mut store = new_store(&self.engine, PluginState::new(Arc::clone(&self.info)));
+        let bindings = self.instantiate(&mut store).await?;
+        Ok(Warm {
+            store,
+            bindings,
+            served: 0,
+            _slot: slot,
+        })
     }
 
     /// An instance for one request: a fresh one, or a warm one in reuse mode.
     pub async fn instance(&self) -> Result<Instance, PluginFailure> {
         let Some(pool) = &self.pool else {
-            let mut store = self.store();
-            let bindings = self.instantiate(&mut store).await?;
             return Ok(Instance {
-                live: Some(Warm {
-                    store,
-                    bindings,
-                    served: 0,
-                }),
+                live: Some(self.fresh().await?),
                 served: 0,
                 poisoned: false,
                 slot: None,
@@ -270,15 +280,7 @@ impl Entry {
         let warm = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
         let warm = match warm {
             Some(w) => w,
-            None => {
-                let mut store = self.store();
-                let bindings = self.instantiate(&mut store).await?;
-                Warm {
-                    store,
-                    bindings,
-                    served: 0,
-                }
-            }
+            None => self.fresh().await?,
         };
         Ok(Instance {
             served: warm.served,
@@ -405,9 +407,12 @@ impl Entry {
         let mut state = PluginState::new(Arc::clone(info));
         // Nothing may leave the gateway while it is only loading its config.
         state.outbound_left = 0;
-        let mut store = new_store(engine, state);
         // Loading gets more time than a request: a guest may parse a large document here.
         let budget = info.budgets.deadline.max(CHECK_CONFIG_DEADLINE);
+        let _slot = engine.slot(budget).await.ok_or_else(|| {
+            "no plugin instance slot became free; raise `[plugins] max_instances`".to_owned()
+        })?;
+        let mut store = new_store(engine, state);
         store.data_mut().deadline = Instant::now() + budget;
         let bindings = tokio::time::timeout(budget, pre.instantiate_async(&mut store))
             .await
