@@ -16,6 +16,10 @@ use portcullis::plugin::{Pipeline, PluginRequest};
 use portcullis::router::RequestView;
 use portcullis::runtime::Runtime;
 
+// The gateway binary runs on mimalloc; measure the plugin path under the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CASES: &[(&str, usize, bool)] = &[
     ("fresh-noop", 1, false),
     ("fresh-chain-5", 5, false),
