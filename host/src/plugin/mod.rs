@@ -123,6 +123,7 @@ impl Loader {
                     })
                 })
                 .join()
+                // A panicked loader yields nothing; the caller then refuses every entry.
                 .unwrap_or_else(|_| Vec::new())
         })
     }

@@ -151,7 +151,14 @@ impl<'c> PluginBuilder<'c> {
                 specs.push(spec);
             }
         }
-        let loaded = loader.load_all(specs);
+        let mut loaded = loader.load_all(specs);
+        if loaded.len() != spans.len() {
+            // Never serve a route without the plugins it lists: report every entry.
+            loaded = spans
+                .iter()
+                .map(|_| Err("the plugin loader stopped before checking this plugin".to_owned()))
+                .collect();
+        }
         let mut per_route: Vec<Vec<Arc<crate::plugin::Entry>>> =
             self.routes.iter().map(|_| Vec::new()).collect();
         let mut failed = vec![false; self.routes.len()];
