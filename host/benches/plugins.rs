@@ -95,7 +95,6 @@ fn request() -> PluginRequest {
         client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         route: Arc::from("bench"),
         request_id: Arc::from("bench-request"),
-        body_replaced: false,
     }
 }
 

@@ -244,7 +244,6 @@ async fn serve(
             client_ip: ex.client_ip,
             route: Arc::from(route.id.as_str()),
             request_id: Arc::from(ex.record.request_id.as_str()),
-            body_replaced: false,
         };
         let (outcome, phase) = pipeline.on_request(&mut request, permit).await;
         parts.method = request.method;
@@ -262,13 +261,19 @@ async fn serve(
             (None, Some(streaming)) => streaming,
             (None, None) => empty(),
         };
-        let joined = match &request.query {
-            Some(q) => format!("{}?{q}", request.path),
-            None => request.path,
-        };
-        target = Some(
-            http::uri::PathAndQuery::try_from(joined).map_err(|_| GatewayError::PluginFailed)?,
-        );
+        // The target is rebuilt only when a plugin changed it; the host checked every
+        // edit, so the rebuilt one parses.
+        let unchanged = request.path == path_and_query.path()
+            && request.query.as_deref() == path_and_query.query();
+        target = Some(if unchanged {
+            path_and_query
+        } else {
+            let joined = match &request.query {
+                Some(q) => format!("{}?{q}", request.path),
+                None => request.path,
+            };
+            http::uri::PathAndQuery::try_from(joined).map_err(|_| GatewayError::PluginFailed)?
+        });
         match outcome? {
             RequestOutcome::Continue => response_phase = Some(phase),
             RequestOutcome::Respond(mut reply) => {
@@ -371,7 +376,6 @@ async fn serve(
                 headers: std::mem::take(&mut head.headers),
                 body: buffered,
                 identity,
-                body_replaced: false,
             };
             phase.run(&mut plugin_view, &ex.record.request_id).await?;
             head.status = plugin_view.status;

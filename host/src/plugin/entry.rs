@@ -160,6 +160,22 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+impl Instance {
+    fn live(&mut self) -> Result<&mut Warm, PluginFailure> {
+        self.live
+            .as_mut()
+            .ok_or_else(|| PluginFailure::Unavailable("instance already released".into()))
+    }
+
+    /// After any failure the instance's state can no longer be trusted: it is not reused.
+    fn record<T>(&mut self, result: Result<T, PluginFailure>) -> Result<T, PluginFailure> {
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         let Some((pool, _permit)) = self.slot.take() else {
@@ -312,69 +328,45 @@ impl Entry {
         }
     }
 
-    /// Runs `on-request`. The request comes back whatever happened, as the plugin left it.
+    /// Runs `on-request`. Whatever happens, `request` is left as the plugin left it.
     pub async fn on_request(
         &self,
         instance: &mut Instance,
-        request: PluginRequest,
-    ) -> (PluginRequest, Result<Action, PluginFailure>) {
-        let Some(live) = instance.live.as_mut() else {
-            return (
-                request,
-                Err(PluginFailure::Unavailable(
-                    "instance already released".into(),
-                )),
-            );
-        };
+        request: &mut PluginRequest,
+    ) -> Result<Action, PluginFailure> {
+        let live = instance.live()?;
         let store = &mut live.store;
-        store.data_mut().request_id = Some(Arc::clone(&request.request_id));
-        store.data_mut().request = Some(request);
-        store.data_mut().begin_call(true);
-        instance.served += 1;
+        let state = store.data_mut();
+        state.request_id = Some(Arc::clone(&request.request_id));
+        state.request = Some(std::mem::take(request));
+        state.begin_call(true);
         let handler = live.bindings.portcullis_plugin_handler();
         let call = handler.call_on_request(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
-        let request = store.data_mut().request.take();
+        // Only the host takes the request out of the store, and only here.
+        *request = store.data_mut().request.take().unwrap_or_default();
         let result = self.outcome(store, outcome);
-        if result.is_err() {
-            instance.poisoned = true;
-        }
-        match request {
-            Some(request) => (request, result),
-            // Unreachable: only the host takes the request out of the store.
-            None => unreachable_request(),
-        }
+        instance.served += 1;
+        instance.record(result)
     }
 
     /// Runs `on-response` on the instance that served this request's `on-request`.
+    /// Whatever happens, `response` is left as the plugin left it.
     pub async fn on_response(
         &self,
         instance: &mut Instance,
-        response: PluginResponse,
-    ) -> (PluginResponse, Result<(), PluginFailure>) {
-        let Some(live) = instance.live.as_mut() else {
-            return (
-                response,
-                Err(PluginFailure::Unavailable(
-                    "instance already released".into(),
-                )),
-            );
-        };
+        response: &mut PluginResponse,
+    ) -> Result<(), PluginFailure> {
+        let live = instance.live()?;
         let store = &mut live.store;
-        store.data_mut().response = Some(response);
+        store.data_mut().response = Some(std::mem::take(response));
         store.data_mut().begin_call(false);
         let handler = live.bindings.portcullis_plugin_handler();
         let call = handler.call_on_response(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
-        let response = store.data_mut().response.take();
+        *response = store.data_mut().response.take().unwrap_or_default();
         let result = self.outcome(store, outcome);
-        if result.is_err() {
-            instance.poisoned = true;
-        }
-        match response {
-            Some(response) => (response, result),
-            None => unreachable_response(),
-        }
+        instance.record(result)
     }
 
     /// The outer timeout: the epoch callback stops a plugin that computes past its deadline;
@@ -494,14 +486,4 @@ fn truncate(mut s: String) -> String {
         s.push('…');
     }
     s
-}
-
-#[cold]
-fn unreachable_request() -> ! {
-    panic!("plugin request taken out of its store by someone else")
-}
-
-#[cold]
-fn unreachable_response() -> ! {
-    panic!("plugin response taken out of its store by someone else")
 }

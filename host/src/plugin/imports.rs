@@ -77,6 +77,19 @@ fn remove_header(headers: &mut HeaderMap, name: &str) -> Result<(), EditError> {
     Ok(())
 }
 
+/// A body can be replaced only when it was buffered (the entry asked for it), and only
+/// within the entry's cap.
+fn replace_body(current: &mut Option<Bytes>, body: Vec<u8>, cap: u64) -> Result<(), EditError> {
+    if current.is_none() {
+        return Err(EditError::BodyNotBuffered);
+    }
+    if body.len() as u64 > cap {
+        return Err(EditError::BodyTooLarge(cap));
+    }
+    *current = Some(Bytes::from(body));
+    Ok(())
+}
+
 impl types::Host for PluginState {}
 
 impl types::HostRequest for PluginState {
@@ -179,16 +192,7 @@ impl types::HostRequest for PluginState {
 
     fn set_body(&mut self, _: Resource<RequestHandle>, body: Vec<u8>) -> Edit {
         let cap = self.entry.budgets.body_bytes;
-        let request = self.request_mut()?;
-        if request.body.is_none() {
-            return Ok(Err(EditError::BodyNotBuffered));
-        }
-        if body.len() as u64 > cap {
-            return Ok(Err(EditError::BodyTooLarge(cap)));
-        }
-        request.body = Some(Bytes::from(body));
-        request.body_replaced = true;
-        Ok(Ok(()))
+        Ok(replace_body(&mut self.request_mut()?.body, body, cap))
     }
 
     fn client_ip(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
@@ -308,16 +312,7 @@ impl types::HostResponse for PluginState {
 
     fn set_body(&mut self, _: Resource<ResponseHandle>, body: Vec<u8>) -> Edit {
         let cap = self.entry.budgets.body_bytes;
-        let response = self.response_mut()?;
-        if response.body.is_none() {
-            return Ok(Err(EditError::BodyNotBuffered));
-        }
-        if body.len() as u64 > cap {
-            return Ok(Err(EditError::BodyTooLarge(cap)));
-        }
-        response.body = Some(Bytes::from(body));
-        response.body_replaced = true;
-        Ok(Ok(()))
+        Ok(replace_body(&mut self.response_mut()?.body, body, cap))
     }
 
     fn identity(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<Option<Identity>> {

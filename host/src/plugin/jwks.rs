@@ -188,32 +188,22 @@ impl std::fmt::Debug for KeySets {
 /// Every key set the gateway knows, for every plugin.
 pub struct KeySets {
     client: OutboundClient,
-    settings: RwLock<KeySetSettings>,
+    settings: KeySetSettings,
     remote: Mutex<HashMap<String, Arc<RemoteSet>>>,
     inline: moka::sync::Cache<String, Arc<KeySet>>,
 }
 
 impl KeySets {
-    pub fn new(client: OutboundClient) -> Self {
+    pub fn new(client: OutboundClient, settings: KeySetSettings) -> Self {
         Self {
             client,
-            settings: RwLock::new(KeySetSettings::default()),
+            settings,
             remote: Mutex::new(HashMap::new()),
             inline: moka::sync::Cache::builder()
                 .max_capacity(256)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
         }
-    }
-
-    pub fn configure(&self, settings: KeySetSettings) {
-        if let Ok(mut s) = self.settings.write() {
-            *s = settings;
-        }
-    }
-
-    fn settings(&self) -> KeySetSettings {
-        self.settings.read().map(|s| *s).unwrap_or_default()
     }
 
     /// How many times the set at `url` was fetched (for tests and metrics).
@@ -254,7 +244,7 @@ impl KeySets {
 
     /// The key set at `url`, fresh enough for a token naming `kid`.
     pub async fn by_url(&self, url: &str, kid: Option<&str>) -> Result<Arc<KeySet>, String> {
-        let settings = self.settings();
+        let settings = self.settings;
         let remote = self.remote(url);
         if let Some(set) = usable(&remote, kid, &settings) {
             return Ok(set);

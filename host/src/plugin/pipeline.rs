@@ -142,10 +142,7 @@ impl Pipeline {
                     continue;
                 }
             };
-            let taken = std::mem::replace(request, placeholder(request));
-            let (back, result) = entry.on_request(&mut instance, taken).await;
-            *request = back;
-            match result {
+            match entry.on_request(&mut instance, request).await {
                 Ok(Action::Continue) => {
                     if entry.phases.contains(Phases::ON_RESPONSE) {
                         phase.pending.push((Arc::clone(entry), instance));
@@ -186,22 +183,6 @@ impl Pipeline {
     }
 }
 
-/// A stand-in while the real request is inside a plugin's store.
-fn placeholder(request: &PluginRequest) -> PluginRequest {
-    PluginRequest {
-        method: http::Method::GET,
-        path: String::new(),
-        query: None,
-        headers: HeaderMap::new(),
-        body: None,
-        identity: None,
-        client_ip: request.client_ip,
-        route: Arc::clone(&request.route),
-        request_id: Arc::clone(&request.request_id),
-        body_replaced: false,
-    }
-}
-
 impl ResponsePhase {
     /// Whether any plugin will see the response.
     pub fn is_empty(&self) -> bool {
@@ -216,19 +197,7 @@ impl ResponsePhase {
     ) -> Result<(), GatewayError> {
         while let Some((entry, mut instance)) = self.pending.pop() {
             let snapshot = (entry.failure == FailurePolicy::Skip).then(|| response.clone());
-            let taken = std::mem::replace(
-                response,
-                PluginResponse {
-                    status: StatusCode::OK,
-                    headers: HeaderMap::new(),
-                    body: None,
-                    identity: None,
-                    body_replaced: false,
-                },
-            );
-            let (back, result) = entry.on_response(&mut instance, taken).await;
-            *response = back;
-            if let Err(failure) = result {
+            if let Err(failure) = entry.on_response(&mut instance, response).await {
                 if let Some(before) = snapshot {
                     *response = before;
                 }
@@ -276,7 +245,6 @@ fn reply_response(
         headers,
         body: Some(reply.body.into()),
         identity: request.identity.clone(),
-        body_replaced: true,
     })
 }
 

@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use moka::Expiry;
 use moka::sync::Cache;
 
-use super::jwks::KeySets;
+use super::jwks::{KeySetSettings, KeySets};
 use crate::body::ProxyBody;
 use crate::telemetry::Metrics;
 
@@ -35,10 +35,10 @@ impl std::fmt::Debug for HostServices {
 }
 
 impl HostServices {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, key_sets: KeySetSettings) -> Self {
         let http = outbound_client();
         Self {
-            key_sets: KeySets::new(http.clone()),
+            key_sets: KeySets::new(http.clone(), key_sets),
             http,
             metrics,
             caches: Mutex::new(HashMap::new()),
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn values_expire_after_their_ttl_and_namespaces_are_shared_by_name() {
-        let services = HostServices::new(Arc::new(Metrics::default()));
+        let services = HostServices::new(Arc::new(Metrics::default()), KeySetSettings::default());
         let a = services.cache("docs");
         let b = services.cache("docs");
         let other = services.cache("other");

@@ -38,19 +38,34 @@ pub struct PluginRequest {
     pub client_ip: IpAddr,
     pub route: Arc<str>,
     pub request_id: Arc<str>,
-    /// Whether a plugin replaced the body (the framing headers must then be redone).
-    pub body_replaced: bool,
+}
+
+/// An empty request: what the pipeline leaves in place while the real one is inside a
+/// plugin's store.
+impl Default for PluginRequest {
+    fn default() -> Self {
+        Self {
+            method: Method::GET,
+            path: String::new(),
+            query: None,
+            headers: HeaderMap::new(),
+            body: None,
+            identity: None,
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            route: Arc::from(""),
+            request_id: Arc::from(""),
+        }
+    }
 }
 
 /// The response on its way back through the pipeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PluginResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     /// Present only when a plugin of the pipeline asked for the response body.
     pub body: Option<Bytes>,
     pub identity: Option<Identity>,
-    pub body_replaced: bool,
 }
 
 /// Why the host ended a call on its own, kept so the failure is reported as what it was

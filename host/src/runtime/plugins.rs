@@ -86,12 +86,14 @@ impl<'c> PluginBuilder<'c> {
                 return builder;
             }
         }
-        let services = HostServices::new(Arc::clone(metrics));
-        services.key_sets.configure(KeySetSettings {
-            ttl: p.key_sets.ttl,
-            min_refresh_interval: p.key_sets.min_refresh_interval,
-            fetch_timeout: p.key_sets.fetch_timeout,
-        });
+        let services = HostServices::new(
+            Arc::clone(metrics),
+            KeySetSettings {
+                ttl: p.key_sets.ttl,
+                min_refresh_interval: p.key_sets.min_refresh_interval,
+                fetch_timeout: p.key_sets.fetch_timeout,
+            },
+        );
         builder.services = Some(Arc::new(services));
         builder
     }
