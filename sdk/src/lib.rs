@@ -20,6 +20,12 @@
 //! `wit-component` crate). The result imports nothing but what it uses from the
 //! `portcullis:plugin@0.1.0` package: no WASI.
 //!
+//! A fresh instance is set up and reset for every request, and its cost grows with the
+//! guest's linear memory. Rust gives wasm guests a 1 MiB stack by default; linking with
+//! `-C link-arg=-zstack-size=65536` (in `.cargo/config.toml` under
+//! `[target.wasm32-unknown-unknown] rustflags`) keeps it at two pages, as the gateway's own
+//! plugins do. A stack overflow traps cleanly either way.
+//!
 //! # Example
 //!
 //! A plugin that refuses requests without an `x-api-version` header, tags the rest for the
