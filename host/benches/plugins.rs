@@ -102,7 +102,7 @@ fn request() -> PluginRequest {
 async fn one(pipeline: &Pipeline) {
     let permit = pipeline.admit().await.expect("admitted");
     let mut req = request();
-    let (outcome, phase) = pipeline.on_request(&mut req, permit).await;
+    let (outcome, phase) = pipeline.on_request(&mut req, permit, |_| Ok(())).await;
     black_box(outcome.expect("continue"));
     drop(phase);
 }

@@ -170,29 +170,9 @@ async fn serve(
         return Ok(response);
     }
 
-    // 7. Rate limits: every policy of the route is charged; any refusal refuses.
-    for policy in &route.policies.rate_limits {
-        let key = match &policy.key {
-            RateLimitKey::ClientIp => ex.client_ip.to_string(),
-            RateLimitKey::Route => route.id.clone(),
-            RateLimitKey::Header(name) => req
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(|| ex.client_ip.to_string(), |v| format!("h:{v}")),
-        };
-        let decision = policy.check(&key);
-        ex.rate_limits
-            .decisions
-            .push((Arc::clone(policy), decision));
-    }
-    if !ex.rate_limits.decisions.is_empty() {
-        ex.record.rate_limit = "allowed";
-    }
-    if let Some(retry_after) = ex.rate_limits.refused() {
-        ex.record.rate_limit = "limited";
-        return Err(GatewayError::RateLimited { retry_after });
-    }
+    // 7. Rate limits: every policy of the route is charged; any refusal refuses. Policies
+    //    keyed by a verified identity wait for the plugin that verifies it (step 9).
+    charge_rate_limits(ex, &route, req.headers(), None, false)?;
 
     // 8. Body size: a declared length over the limit is refused before any upstream
     //    work; a chunked body is cut off by `Limited` as it streams.
@@ -245,7 +225,14 @@ async fn serve(
             route: Arc::from(route.id.as_str()),
             request_id: Arc::from(ex.record.request_id.as_str()),
         };
-        let (outcome, phase) = pipeline.on_request(&mut request, permit).await;
+        let mut identity_charged = false;
+        let (outcome, phase) = pipeline
+            .on_request(&mut request, permit, |id| {
+                identity_charged = true;
+                charge_rate_limits(ex, &route, &HeaderMap::new(), Some(id), true)
+            })
+            .await;
+
         parts.method = request.method;
         parts.headers = request.headers;
         if let Some(id) = &request.identity {
@@ -275,7 +262,14 @@ async fn serve(
             http::uri::PathAndQuery::try_from(joined).map_err(|_| GatewayError::PluginFailed)?
         });
         match outcome? {
-            RequestOutcome::Continue => response_phase = Some(phase),
+            RequestOutcome::Continue => {
+                if !identity_charged {
+                    // No plugin verified anyone: identity-keyed policies count by client
+                    // address instead.
+                    charge_rate_limits(ex, &route, &HeaderMap::new(), None, true)?;
+                }
+                response_phase = Some(phase);
+            }
             RequestOutcome::Respond(mut reply) => {
                 // Later plugins and the upstream are skipped; earlier plugins still see
                 // the answer in their response phase.
@@ -392,6 +386,52 @@ async fn serve(
         }
         _ => Ok(response),
     }
+}
+
+/// Charges the route's rate-limit policies that are (or are not) keyed by a verified
+/// identity. A request without the attribute a policy counts by is counted by its client
+/// address, so leaving it out never escapes the limit.
+fn charge_rate_limits(
+    ex: &mut Exchange,
+    route: &crate::router::Route,
+    headers: &HeaderMap,
+    identity: Option<&crate::plugin::bindings::Identity>,
+    identity_keyed: bool,
+) -> Result<(), GatewayError> {
+    let policies = route
+        .policies
+        .rate_limits
+        .iter()
+        .filter(|p| p.key.needs_identity() == identity_keyed);
+    for policy in policies {
+        let attribute = match &policy.key {
+            RateLimitKey::ClientIp => None,
+            RateLimitKey::Route => Some(format!("r:{}", route.id)),
+            RateLimitKey::Header(name) => headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| format!("h:{v}")),
+            RateLimitKey::Consumer => identity
+                .and_then(|i| i.consumer.as_deref())
+                .map(|c| format!("c:{c}")),
+            RateLimitKey::Subject => identity
+                .and_then(|i| i.subject.as_deref())
+                .map(|s| format!("s:{s}")),
+        };
+        let key = attribute.unwrap_or_else(|| ex.client_ip.to_string());
+        let decision = policy.check(&key);
+        ex.rate_limits
+            .decisions
+            .push((Arc::clone(policy), decision));
+    }
+    if !ex.rate_limits.decisions.is_empty() {
+        ex.record.rate_limit = "allowed";
+    }
+    if let Some(retry_after) = ex.rate_limits.refused() {
+        ex.record.rate_limit = "limited";
+        return Err(GatewayError::RateLimited { retry_after });
+    }
+    Ok(())
 }
 
 /// The path and query to send upstream: the route's rewrite applied, or the normalised

@@ -100,10 +100,12 @@ pub mod bindings {
 }
 
 mod capabilities;
+pub mod checks;
 mod exchange;
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod glue;
+pub mod query;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -205,12 +207,49 @@ impl Reply {
         r
     }
 
+    /// An RFC 9457 problem, shaped like the gateway's own error responses (`type`
+    /// `urn:portcullis:problem:<kind>`, `title`, `status`, `detail`, `request_id`), so a
+    /// client handles a plugin's refusal like any other.
+    pub fn problem(status: u16, kind: &str, detail: &str, request_id: &str) -> Self {
+        let body = serde_json::json!({
+            "type": format!("urn:portcullis:problem:{kind}"),
+            "title": status_title(status),
+            "status": status,
+            "detail": detail,
+            "request_id": request_id,
+        });
+        Self::new(status)
+            .header("cache-control", "no-store")
+            .json("application/problem+json", &body)
+    }
+
     /// A JSON body with the given content type (`application/json`,
     /// `application/problem+json`).
     pub fn json(self, content_type: &str, body: &serde_json::Value) -> Self {
         let mut r = self.header("content-type", content_type);
         r.body = body.to_string().into_bytes();
         r
+    }
+}
+
+/// The reason phrase of the statuses plugins usually answer with.
+fn status_title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod binary;
 mod crypto;
+mod jwt_auth;
+mod key_auth;
 mod limits;
 mod plugins;
 mod policies;

@@ -87,11 +87,17 @@ impl Default for KeySetsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginEntryConfig {
-    /// A `.wasm` component file (relative to the config file).
+    /// A built-in plugin's name (`key-auth`, ...) or a `.wasm` component file (relative
+    /// to the config file).
     pub plugin: Spanned<String>,
     /// Handed to the plugin as JSON; the plugin checks it when the config is loaded.
     #[serde(default)]
     pub config: toml::Table,
+    /// Files read when the config is loaded and handed to the plugin inside its config,
+    /// each under its key: `.json` and `.toml` files as their parsed content, any other
+    /// file as text. Plugins never read files themselves.
+    #[serde(default)]
+    pub files: BTreeMap<String, Spanned<String>>,
     /// `closed` (default): a failure answers 500 (503 for a deadline); `open`: go on with
     /// the request as the plugin left it; `skip`: go on as if the plugin had not run.
     #[serde(default)]
@@ -356,7 +362,8 @@ pub struct RateLimitConfig {
     pub quota: Spanned<u32>,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// `client_ip`, `route`, or `header:<name>`.
+    /// `client_ip`, `route`, `header:<name>`, or `consumer` / `subject` (the identity an
+    /// auth plugin of the route verified).
     #[serde(default = "defaults::rate_limit_key")]
     pub key: Spanned<String>,
     /// Also send `X-RateLimit-Limit/Remaining/Reset` (reset in delta-seconds).

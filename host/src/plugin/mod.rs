@@ -24,7 +24,7 @@ pub mod services;
 pub mod state;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::Component;
@@ -45,6 +45,8 @@ use state::PluginState;
 pub enum PluginSource {
     /// A component file.
     File(PathBuf),
+    /// A plugin shipped inside the gateway (`plugins/`).
+    Builtin(&'static portcullis_builtins::Builtin),
 }
 
 /// Everything needed to build one entry.
@@ -60,7 +62,8 @@ pub struct EntrySpec {
 #[derive(Debug)]
 pub struct Loader {
     engine: PluginEngine,
-    compiled: HashMap<PathBuf, Component>,
+    /// Compiled components by file path or built-in name.
+    compiled: HashMap<String, Component>,
 }
 
 /// An entry that linked, waiting for its config check.
@@ -128,25 +131,34 @@ impl Loader {
         })
     }
 
-    fn component(&mut self, path: &Path) -> Result<Component, String> {
-        if let Some(c) = self.compiled.get(path) {
+    fn component(&mut self, source: &PluginSource) -> Result<Component, String> {
+        let key = match source {
+            PluginSource::File(path) => path.display().to_string(),
+            PluginSource::Builtin(b) => format!("built-in {}", b.name),
+        };
+        if let Some(c) = self.compiled.get(&key) {
             return Ok(c.clone());
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        let component = self
-            .engine
-            .compile(&bytes)
-            .map_err(|e| format!("`{}` is not a valid component: {e}", path.display()))?;
-        self.compiled.insert(path.to_path_buf(), component.clone());
+        let component = match source {
+            PluginSource::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                self.engine
+                    .compile(&bytes)
+                    .map_err(|e| format!("`{}` is not a valid component: {e}", path.display()))?
+            }
+            PluginSource::Builtin(b) => self
+                .engine
+                .compile(b.component)
+                .map_err(|e| format!("built-in plugin `{}` did not compile: {e}", b.name))?,
+        };
+        self.compiled.insert(key, component.clone());
         Ok(component)
     }
 
     fn link(&mut self, spec: EntrySpec) -> Result<Linked, String> {
         let plugin = spec.info.plugin.clone();
-        let component = match &spec.source {
-            PluginSource::File(path) => self.component(path)?,
-        };
+        let component = self.component(&spec.source)?;
         check_imports(self.engine.engine(), &component, &spec.info.grants)
             .map_err(|e| format!("plugin `{plugin}` {e}"))?;
         let linker = imports::linker(self.engine.engine(), &spec.info.grants)

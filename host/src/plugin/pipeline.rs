@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::bindings::{Action, Phases, Reply};
+use super::bindings::{Action, Identity, Phases, Reply};
 use super::entry::{Entry, FailurePolicy, Instance, PluginFailure};
 use super::state::{PluginRequest, PluginResponse};
 use crate::error::GatewayError;
@@ -103,11 +103,14 @@ impl Pipeline {
         }
     }
 
-    /// Runs the request phase over `request`.
+    /// Runs the request phase over `request`. `on_identity` is called once, right after
+    /// the first plugin that attaches an identity (rate limits keyed by it are charged
+    /// there); its refusal ends the request.
     pub async fn on_request(
         &self,
         request: &mut PluginRequest,
         permit: OwnedSemaphorePermit,
+        mut on_identity: impl FnMut(&Identity) -> Result<(), GatewayError>,
     ) -> (Result<RequestOutcome, GatewayError>, ResponsePhase) {
         let mut phase = ResponsePhase {
             pending: Vec::new(),
@@ -142,10 +145,17 @@ impl Pipeline {
                     continue;
                 }
             };
+            let had_identity = request.identity.is_some();
             match entry.on_request(&mut instance, request).await {
                 Ok(Action::Continue) => {
                     if entry.phases.contains(Phases::ON_RESPONSE) {
                         phase.pending.push((Arc::clone(entry), instance));
+                    }
+                    if !had_identity
+                        && let Some(identity) = &request.identity
+                        && let Err(e) = on_identity(identity)
+                    {
+                        return (Err(e), phase);
                     }
                 }
                 Ok(Action::Respond(reply)) => {

@@ -29,6 +29,11 @@ pub enum RateLimitKey {
     Route,
     /// A request header's value; requests without it are counted by client IP.
     Header(HeaderName),
+    /// The consumer of the identity an auth plugin attached; charged right after that
+    /// plugin. Requests without one are counted by client IP.
+    Consumer,
+    /// The subject (`sub`) of the identity an auth plugin attached, likewise.
+    Subject,
 }
 
 impl RateLimitKey {
@@ -36,15 +41,24 @@ impl RateLimitKey {
         match s {
             "client_ip" => Ok(Self::ClientIp),
             "route" => Ok(Self::Route),
+            "consumer" => Ok(Self::Consumer),
+            "subject" => Ok(Self::Subject),
             _ => match s.strip_prefix("header:") {
                 Some(name) => HeaderName::from_bytes(name.as_bytes())
                     .map(Self::Header)
                     .map_err(|_| format!("`{name}` is not a valid header name")),
                 None => Err(format!(
-                    "unknown rate-limit key `{s}`: use `client_ip`, `route` or `header:<name>`"
+                    "unknown rate-limit key `{s}`: use `client_ip`, `route`, `header:<name>`, `consumer` or `subject`"
                 )),
             },
         }
+    }
+}
+
+impl RateLimitKey {
+    /// Keys that exist only once an auth plugin has verified who is calling.
+    pub fn needs_identity(&self) -> bool {
+        matches!(self, Self::Consumer | Self::Subject)
     }
 }
 

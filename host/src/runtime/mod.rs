@@ -434,6 +434,15 @@ fn build_route(
     let mut route_limits = Vec::new();
     for name in &r.rate_limits {
         match rate_limits.get(name.get_ref().as_str()) {
+            Some(p) if p.key.needs_identity() && r.plugins.is_empty() => d.error(
+                name.span(),
+                format!(
+                    "rate-limit policy `{}` counts by a verified identity, but route `{}` has no plugins to verify one",
+                    name.get_ref(),
+                    r.id.get_ref()
+                ),
+                Some("add an auth plugin (`jwt-auth`, `key-auth`) to the route, or key the policy by `client_ip`"),
+            ),
             Some(p) => route_limits.push(Arc::clone(p)),
             None => d.error(
                 name.span(),

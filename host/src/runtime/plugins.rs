@@ -206,7 +206,9 @@ fn entry_spec(
     let e = spanned.get_ref();
     let errors_before = d.len();
     let name = e.plugin.get_ref();
-    let source = if name.ends_with(".wasm") || name.contains('/') {
+    let source = if let Some(builtin) = portcullis_builtins::find(name) {
+        PluginSource::Builtin(builtin)
+    } else if name.ends_with(".wasm") || name.contains('/') {
         let path = super::resolve(base, Path::new(name));
         if !path.is_file() {
             d.error(
@@ -222,8 +224,15 @@ fn entry_spec(
     } else {
         d.error(
             e.plugin.span(),
-            format!("route `{route_id}`: `{name}` is not a plugin file, and no built-in plugin has that name"),
-            Some("give the path of a `.wasm` component, relative to the config file"),
+            format!(
+                "route `{route_id}`: `{name}` is not a plugin file, and no built-in plugin has that name (built-in: {})",
+                portcullis_builtins::ALL
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some("name a built-in plugin, or give the path of a `.wasm` component relative to the config file"),
         );
         return None;
     };
@@ -294,19 +303,7 @@ fn entry_spec(
             }
         }
     };
-    let config = match serde_json::to_string(&e.config) {
-        Ok(json) => json,
-        Err(err) => {
-            d.error(
-                spanned.span(),
-                format!(
-                    "route `{route_id}`: the plugin's `config` cannot be passed as JSON: {err}"
-                ),
-                Some("use strings for dates and times"),
-            );
-            String::new()
-        }
-    };
+    let config = plugin_config(route_id, e, base, spanned.span(), d);
     if d.len() != errors_before {
         return None;
     }
@@ -354,6 +351,69 @@ fn parse_host_grant(s: &str) -> Option<HostGrant> {
             .to_ascii_lowercase(),
         port: authority.port_u16(),
     })
+}
+
+/// The entry's `config` table as JSON text, with each of its `files` read and placed under
+/// its key. Reported errors leave an empty string (the entry is not loaded).
+fn plugin_config(
+    route_id: &str,
+    e: &PluginEntryConfig,
+    base: &Path,
+    span: Range<usize>,
+    d: &mut Diagnostics<'_>,
+) -> String {
+    let mut config = match serde_json::to_value(&e.config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => serde_json::Map::new(),
+        Err(err) => {
+            d.error(
+                span,
+                format!(
+                    "route `{route_id}`: the plugin's `config` cannot be passed as JSON: {err}"
+                ),
+                Some("use strings for dates and times"),
+            );
+            return String::new();
+        }
+    };
+    for (key, file) in &e.files {
+        if config.contains_key(key) {
+            d.error(
+                file.span(),
+                format!("route `{route_id}`: `{key}` is set both in `config` and in `files`"),
+                Some("keep one of the two"),
+            );
+            continue;
+        }
+        let path = super::resolve(base, Path::new(file.get_ref()));
+        match read_config_file(&path) {
+            Ok(value) => {
+                config.insert(key.clone(), value);
+            }
+            Err(why) => d.error(
+                file.span(),
+                format!(
+                    "route `{route_id}`: plugin file `{key}` ({}): {why}",
+                    path.display()
+                ),
+                Some("paths are relative to the config file"),
+            ),
+        }
+    }
+    serde_json::Value::Object(config).to_string()
+}
+
+/// Files handed to plugins: `.json` and `.toml` parsed, anything else as text.
+fn read_config_file(path: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    match path.extension().and_then(|x| x.to_str()) {
+        Some("json") => serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}")),
+        Some("toml") => text
+            .parse::<toml::Table>()
+            .map_err(|e| format!("not valid TOML: {}", e.message()))
+            .and_then(|t| serde_json::to_value(t).map_err(|e| e.to_string())),
+        _ => Ok(serde_json::Value::String(text)),
+    }
 }
 
 #[cfg(test)]
