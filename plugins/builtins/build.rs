@@ -6,6 +6,7 @@ use portcullis_plugin_builder::{Artifacts, build};
 
 /// Built-in name, package, folder under `plugins/`.
 const BUILTINS: &[(&str, &str, &str)] = &[
+    ("authz", "portcullis-plugin-authz", "authz"),
     ("jwt-auth", "portcullis-plugin-jwt-auth", "jwt-auth"),
     ("key-auth", "portcullis-plugin-key-auth", "key-auth"),
 ];

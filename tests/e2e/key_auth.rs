@@ -138,7 +138,7 @@ fn bad_key_auth_configs_fail_the_load_with_the_plugins_reason() {
 
     let unknown = build_error(&base("").replace("key-auth", "key-authh")).expect("refused");
     assert!(
-        unknown.contains("built-in: jwt-auth, key-auth"),
+        unknown.contains("built-in: authz, jwt-auth, key-auth"),
         "{unknown}"
     );
 }
@@ -196,7 +196,7 @@ fn identity_keyed_limits_need_a_plugin_to_verify_an_identity() {
 fn builtin_readme_examples_load() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
     let mut checked = 0;
-    for name in ["jwt-auth", "key-auth"] {
+    for name in ["authz", "jwt-auth", "key-auth"] {
         let readme = std::fs::read_to_string(root.join(name).join("README.md")).expect("README");
         for block in readme
             .split("```toml\n")
@@ -215,5 +215,31 @@ fn builtin_readme_examples_load() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2, "one example per plugin");
+    assert_eq!(checked, 3, "one example per plugin");
+}
+
+#[tokio::test]
+async fn authz_after_key_auth_admits_allowed_groups_only() {
+    let up = TestUpstream::start("app").await;
+    let entry = format!(
+        "config = {{ consumers = {{ gold = {{ key_sha256 = \"{}\", groups = [\"gold\"] }}, \
+         silver = {{ key_sha256 = \"{}\", groups = [\"silver\"] }} }} }}\n\
+         [[routes.plugins]]\nplugin = \"authz\"\nconfig = {{ groups = [\"gold\"] }}\n",
+        hash("gold-key"),
+        hash("silver-key")
+    );
+    let gw = TestGateway::start(&config(&up, &entry)).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    for (key, status) in [("gold-key", 200), ("silver-key", 403)] {
+        let req = request("GET", "h", "/")
+            .header("x-api-key", key)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let reply = conn.send(req).await;
+        assert_eq!(reply.status, status, "{key}: {}", reply.text());
+        if status == 403 {
+            assert_eq!(reply.json()["type"], "urn:portcullis:problem:forbidden");
+        }
+    }
+    assert_eq!(up.requests(), 1);
 }

@@ -33,7 +33,7 @@ pub struct Config {
     pub required_scopes: Vec<String>,
     /// Claims every token must carry, with an accepted value (or one of a list).
     #[serde(default)]
-    pub required_claims: BTreeMap<String, OneOrMany>,
+    pub required_claims: BTreeMap<String, checks::Accepted>,
     /// The claim naming the consumer (a client id, say), if any.
     #[serde(default)]
     pub consumer_claim: Option<String>,
@@ -103,29 +103,6 @@ pub struct Forward {
     /// Claim name → header name.
     #[serde(default)]
     pub claims: BTreeMap<String, String>,
-}
-
-/// A value, or a list of accepted values.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(serde_json::Value),
-    Many(Vec<serde_json::Value>),
-}
-
-impl OneOrMany {
-    pub fn accepts(&self, value: &serde_json::Value) -> bool {
-        let accepted: &[serde_json::Value] = match self {
-            Self::One(v) => std::slice::from_ref(v),
-            Self::Many(vs) => vs,
-        };
-        // A list claim (roles, groups) satisfies the requirement when it holds an accepted
-        // value; a single claim must equal one.
-        match value {
-            serde_json::Value::Array(items) => items.iter().any(|i| accepted.contains(i)),
-            v => accepted.contains(v),
-        }
-    }
 }
 
 fn default_realm() -> String {
