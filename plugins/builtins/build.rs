@@ -9,6 +9,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("authz", "portcullis-plugin-authz", "authz"),
     ("jwt-auth", "portcullis-plugin-jwt-auth", "jwt-auth"),
     ("key-auth", "portcullis-plugin-key-auth", "key-auth"),
+    ("transform", "portcullis-plugin-transform", "transform"),
 ];
 
 fn main() {

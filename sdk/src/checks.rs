@@ -10,6 +10,20 @@ pub fn is_header_name(name: &str) -> bool {
         })
 }
 
+/// Headers the gateway owns (framing, hop-by-hop, `host`): a plugin's edit of them is
+/// refused with `edit-error.forbidden`.
+pub const GATEWAY_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// Refuses a `realm` that would break out of the quoted string of a `WWW-Authenticate`
 /// challenge.
 pub fn realm(realm: &str) -> Result<(), String> {

@@ -164,17 +164,7 @@ impl<P: Plugin> Harness<P> {
 }
 
 /// Headers the gateway owns; plugins get [`EditError::Forbidden`] for them.
-const FORBIDDEN: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+use crate::checks::GATEWAY_HEADERS as FORBIDDEN;
 
 fn check_name(name: &str) -> Result<String, EditError> {
     let lower = name.to_ascii_lowercase();

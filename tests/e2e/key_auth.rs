@@ -138,7 +138,7 @@ fn bad_key_auth_configs_fail_the_load_with_the_plugins_reason() {
 
     let unknown = build_error(&base("").replace("key-auth", "key-authh")).expect("refused");
     assert!(
-        unknown.contains("built-in: authz, jwt-auth, key-auth"),
+        unknown.contains("built-in: authz, jwt-auth, key-auth, transform"),
         "{unknown}"
     );
 }
@@ -196,7 +196,7 @@ fn identity_keyed_limits_need_a_plugin_to_verify_an_identity() {
 fn builtin_readme_examples_load() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
     let mut checked = 0;
-    for name in ["authz", "jwt-auth", "key-auth"] {
+    for name in ["authz", "jwt-auth", "key-auth", "transform"] {
         let readme = std::fs::read_to_string(root.join(name).join("README.md")).expect("README");
         for block in readme
             .split("```toml\n")
@@ -215,7 +215,7 @@ fn builtin_readme_examples_load() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3, "one example per plugin");
+    assert_eq!(checked, 4, "one example per plugin");
 }
 
 #[tokio::test]

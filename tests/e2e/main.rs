@@ -12,4 +12,5 @@ mod protocols;
 mod routing;
 mod support;
 mod tls;
+mod transform;
 mod upstreams;

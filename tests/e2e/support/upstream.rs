@@ -1,7 +1,7 @@
 //! A real upstream on 127.0.0.1:0 that reports what it received.
 //!
 //! - any path: 200 with a JSON echo of method, path, query, headers (all values), body
-//!   length and HTTP version, and `x-upstream: NAME`;
+//!   length (and the body itself up to 64 KiB) and HTTP version, and `x-upstream: NAME`;
 //! - `/delay/MS`: the same echo after MS milliseconds (a slow service);
 //! - `/status/N`: answers status N;
 //! - `/ws`: accepts an `Upgrade: websocket` handshake with 101 and echoes every byte.
@@ -224,6 +224,8 @@ async fn answer(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>>
         "query": query,
         "headers": headers,
         "body_len": body_len,
+        // Small bodies as text, so tests can see what a plugin made of them.
+        "body": body.as_ref().ok().filter(|b| b.len() <= 64 * 1024).map(|b| String::from_utf8_lossy(b).into_owned()),
         "body_ok": body.is_ok(),
         "version": version,
     });
