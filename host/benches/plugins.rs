@@ -1,7 +1,14 @@
-//! Per-request plugin overhead, measured with criterion: the request phase of a no-op
-//! plugin (`tests/plugins/guests/examples/pass_through.rs`) on a fresh instance, a chain of
-//! five, and the same in reuse mode. After criterion's runs, each case is timed call by call
-//! to report the median and p99 as well.
+//! Per-request plugin overhead, measured with criterion: the request phase of a route's
+//! pipeline as the gateway runs it (admission, instance, `on-request`, instance dropped).
+//!
+//! - the no-op test plugin (`tests/plugins/guests/examples/pass_through.rs`) on a fresh
+//!   instance, a chain of five, and the same in reuse mode;
+//! - each built-in plugin alone, fresh and in reuse mode, on a request it accepts:
+//!   `key-auth` (10 consumers), `jwt-auth` (RS256 against an inline JWKS), `authz` (on an
+//!   identity set before it), `transform` (header and query edits);
+//! - native RS256 verification with `jsonwebtoken` (aws-lc-rs), the floor under `jwt-auth`.
+//!
+//! After criterion's runs, each case is timed call by call for the median and p99.
 //!
 //! Run: `cargo bench -p portcullis --bench plugins`
 
@@ -12,143 +19,262 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use http::{HeaderMap, HeaderValue, Method};
+use portcullis::plugin::bindings::Identity;
 use portcullis::plugin::{Pipeline, PluginRequest};
 use portcullis::router::RequestView;
 use portcullis::runtime::Runtime;
+use sha2::Digest;
+
+#[path = "support/token.rs"]
+mod token;
+use token::{BenchToken as Keys, bench_token as keys};
 
 // The gateway binary runs on mimalloc; measure the plugin path under the same allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const CASES: &[(&str, usize, bool)] = &[
-    ("fresh-noop", 1, false),
-    ("fresh-chain-5", 5, false),
-    ("reuse-noop", 1, true),
-    ("reuse-chain-5", 5, true),
-];
+/// One case: a route of plugin entries, and what its requests carry.
+struct Case {
+    name: &'static str,
+    entries: String,
+    headers: Vec<(&'static str, String)>,
+    identity: bool,
+}
 
-fn config(dir: &Path) -> String {
+fn cases(k: &Keys) -> Vec<Case> {
+    let noop = format!("plugin = \"{}\"\n", portcullis_test_plugins::PASS_THROUGH);
+    let hash = |key: &str| {
+        sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let consumers: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "c{i} = {{ key_sha256 = \"{}\" }}",
+                hash(&format!("key-{i}"))
+            )
+        })
+        .collect();
+    let key_auth = format!(
+        "plugin = \"key-auth\"\nconfig = {{ consumers = {{ {} }} }}\n",
+        consumers.join(", ")
+    );
+    let jwt_auth = format!(
+        "plugin = \"jwt-auth\"\ngrants = {{ crypto = true }}\n\
+         config = {{ issuers = [{{ issuer = \"https://idp.bench\", jwks = {:?}, algorithms = [\"RS256\"], audiences = [\"orders\"] }}], required_scopes = [\"orders:read\"] }}\n",
+        k.jwks
+    );
+    let authz =
+        "plugin = \"authz\"\nconfig = { scopes = [\"orders:read\"], groups = [\"gold\"] }\n"
+            .to_owned();
+    let transform = "plugin = \"transform\"\n\
+         config = { request = { headers = { remove = [\"x-debug\"], set = { x-gateway = \"p\" } }, query = { rename = { page = \"p\" } } } }\n"
+        .to_owned();
+    let mut out = Vec::new();
+    for (reuse, suffix) in [(false, "fresh"), (true, "reuse")] {
+        let mode = if reuse {
+            "reuse = { max_instances = 4 }\n"
+        } else {
+            ""
+        };
+        let entry = |body: &str| format!("[[routes.plugins]]\n{body}{mode}");
+        let name = |base: &str| -> &'static str { Box::leak(format!("{suffix}-{base}").into()) };
+        out.push(Case {
+            name: name("noop"),
+            entries: entry(&noop),
+            headers: vec![],
+            identity: false,
+        });
+        out.push(Case {
+            name: name("chain-5"),
+            entries: entry(&noop).repeat(5),
+            headers: vec![],
+            identity: false,
+        });
+        out.push(Case {
+            name: name("key-auth"),
+            entries: entry(&key_auth),
+            headers: vec![("x-api-key", "key-7".into())],
+            identity: false,
+        });
+        out.push(Case {
+            name: name("jwt-auth-rs256"),
+            entries: entry(&jwt_auth),
+            headers: vec![("authorization", format!("Bearer {}", k.token))],
+            identity: false,
+        });
+        out.push(Case {
+            name: name("authz"),
+            entries: entry(&authz),
+            headers: vec![],
+            identity: true,
+        });
+        out.push(Case {
+            name: name("transform"),
+            entries: entry(&transform),
+            headers: vec![("x-debug", "1".into())],
+            identity: false,
+        });
+    }
+    out
+}
+
+fn config(dir: &Path, cases: &[Case]) -> String {
     let mut text = format!(
         "version = 1\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[plugins]\ncache_dir = \"{}\"\n",
         dir.display()
     );
-    for (name, chain, reuse) in CASES {
+    for case in cases {
         text.push_str(&format!(
-            "[[routes]]\nid = \"{name}\"\npath = {{ exact = \"/{name}\" }}\nrespond = {{ body = \"x\" }}\n"
+            "[[routes]]\nid = \"{name}\"\npath = {{ exact = \"/{name}\" }}\nrespond = {{ body = \"x\" }}\n{}",
+            case.entries,
+            name = case.name,
         ));
-        for _ in 0..*chain {
-            text.push_str(&format!(
-                "[[routes.plugins]]\nplugin = \"{}\"\n{}",
-                portcullis_test_plugins::PASS_THROUGH,
-                if *reuse {
-                    "reuse = { max_instances = 4 }\n"
-                } else {
-                    ""
-                }
-            ));
-        }
     }
     text
 }
 
-fn pipelines() -> (Runtime, Vec<(&'static str, Arc<Pipeline>)>) {
+struct Prepared {
+    name: &'static str,
+    pipeline: Arc<Pipeline>,
+    headers: HeaderMap,
+    identity: Option<Identity>,
+}
+
+fn prepare(k: &Keys) -> (Runtime, Vec<Prepared>) {
     portcullis::install_crypto_provider();
+    let cases = cases(k);
     let dir = std::env::temp_dir().join("portcullis-bench-cache");
-    let file = portcullis::config::parse(Path::new("bench.toml"), config(&dir)).expect("config");
+    let file =
+        portcullis::config::parse(Path::new("bench.toml"), config(&dir, &cases)).expect("config");
     let runtime = Runtime::build(&file).expect("runtime");
-    let headers = HeaderMap::new();
-    let found = CASES
-        .iter()
-        .map(|(name, _, _)| {
-            let path = format!("/{name}");
+    let empty = HeaderMap::new();
+    let prepared = cases
+        .into_iter()
+        .map(|case| {
+            let path = format!("/{}", case.name);
             let view = RequestView {
                 host: "bench.test",
                 method: &Method::GET,
                 path: &path,
-                headers: &headers,
+                headers: &empty,
                 query: None,
             };
             let route = runtime.router.find(&view).expect("route").route;
-            (*name, route.pipeline.clone().expect("pipeline"))
+            let mut headers = HeaderMap::new();
+            for (k, v) in [
+                ("host", "bench.test"),
+                ("user-agent", "criterion"),
+                ("accept", "application/json"),
+            ] {
+                headers.insert(k, HeaderValue::from_static(v));
+            }
+            for (k, v) in &case.headers {
+                headers.insert(*k, HeaderValue::from_str(v).expect("header"));
+            }
+            Prepared {
+                name: case.name,
+                pipeline: route.pipeline.clone().expect("pipeline"),
+                headers,
+                identity: case.identity.then(|| Identity {
+                    subject: Some("user-42".into()),
+                    consumer: None,
+                    scopes: vec!["orders:read".into()],
+                    groups: vec!["gold".into()],
+                    claims: vec![],
+                }),
+            }
         })
         .collect();
-    (runtime, found)
+    (runtime, prepared)
 }
 
-fn request() -> PluginRequest {
-    let mut headers = HeaderMap::new();
-    for (k, v) in [
-        ("host", "bench.test"),
-        ("user-agent", "criterion"),
-        ("accept", "application/json"),
-        ("authorization", "Bearer abc.def.ghi"),
-    ] {
-        headers.insert(k, HeaderValue::from_static(v));
-    }
-    PluginRequest {
+/// One request through a pipeline's request phase, as the gateway runs it; panics unless
+/// every plugin let it through.
+async fn one(case: &Prepared) {
+    let permit = case.pipeline.admit().await.expect("admitted");
+    let mut req = PluginRequest {
         method: Method::GET,
         path: "/items/42".into(),
         query: Some("page=2".into()),
-        headers,
-        body: None,
-        identity: None,
-        client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-        route: Arc::from("bench"),
+        headers: case.headers.clone(),
+        identity: case.identity.clone(),
         request_id: Arc::from("bench-request"),
+        route: Arc::from("bench"),
+        ..PluginRequest::default()
+    };
+    let (outcome, phase) = case.pipeline.on_request(&mut req, permit, |_| Ok(())).await;
+    match outcome {
+        Ok(portcullis::plugin::RequestOutcome::Continue) => {}
+        other => panic!(
+            "{}: the plugin did not let the request through: {other:?}",
+            case.name
+        ),
     }
-}
-
-/// One request through a pipeline's request phase, as the gateway runs it.
-async fn one(pipeline: &Pipeline) {
-    let permit = pipeline.admit().await.expect("admitted");
-    let mut req = request();
-    let (outcome, phase) = pipeline.on_request(&mut req, permit, |_| Ok(())).await;
-    black_box(outcome.expect("continue"));
+    black_box(&req);
     drop(phase);
 }
 
 fn overhead(c: &mut Criterion) {
-    let (_runtime, pipelines) = pipelines();
+    let k = keys();
+    let (_runtime, cases) = prepare(&k);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio");
     let mut group = c.benchmark_group("plugin-request-phase");
-    for (name, pipeline) in &pipelines {
-        group.bench_function(*name, |b| b.to_async(&rt).iter(|| one(pipeline)));
+    for case in &cases {
+        group.bench_function(case.name, |b| b.to_async(&rt).iter(|| one(case)));
     }
     group.finish();
+
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(&k.n, &k.e).expect("key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["orders"]);
+    c.bench_function("native-rs256-verify", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(black_box(&k.token), &key, &validation)
+                .expect("verifies")
+        })
+    });
 }
 
 /// Median and p99 of single calls, which criterion's summary does not give.
 fn percentiles() {
-    let (_runtime, pipelines) = pipelines();
+    let k = keys();
+    let (_runtime, cases) = prepare(&k);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio");
     println!("\nper-call latency of the request phase (20 000 calls after 2 000 warm-up):");
-    for (name, pipeline) in &pipelines {
-        let mut samples: Vec<Duration> = rt.block_on(async {
+    for case in &cases {
+        let samples: Vec<Duration> = rt.block_on(async {
             for _ in 0..2_000 {
-                one(pipeline).await;
+                one(case).await;
             }
             let mut samples = Vec::with_capacity(20_000);
             for _ in 0..20_000 {
                 let start = Instant::now();
-                one(pipeline).await;
+                one(case).await;
                 samples.push(start.elapsed());
             }
             samples
         });
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-        println!(
-            "  {name:<14} median {:>8.2} µs   p99 {:>8.2} µs",
-            at(0.5).as_secs_f64() * 1e6,
-            at(0.99).as_secs_f64() * 1e6
-        );
+        report(case.name, samples);
     }
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "  {name:<22} median {:>8.2} µs   p99 {:>8.2} µs",
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6
+    );
 }
 
 criterion_group!(benches, overhead);

@@ -491,3 +491,73 @@ config = {{}}
     assert_eq!(busy.json()["type"], "urn:portcullis:problem:plugins-busy");
     assert_eq!(slow.await.expect("slow request").status, 200);
 }
+
+/// A request dropped while its plugin runs (its client went away) must not leave a broken
+/// warm instance behind for the next request: found by `bench/pipeline.sh`, where wrk's
+/// connections closing mid-request made later requests fail with "cannot enter component
+/// instance".
+#[tokio::test]
+async fn a_request_dropped_mid_call_does_not_break_the_warm_instance_it_used() {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use http::{HeaderMap, HeaderValue, Method};
+    use portcullis::plugin::{PluginRequest, RequestOutcome};
+    use portcullis::router::RequestView;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "version = 1\n{LISTENER}[plugins]\ncache_dir = \"{}\"\n\
+         [[routes]]\nid = \"warm\"\nrespond = {{ body = \"x\" }}\n\
+         [[routes.plugins]]\nplugin = \"{}\"\nbudgets = {{ deadline = \"10s\" }}\n\
+         reuse = {{ max_instances = 1 }}\n",
+        dir.path().join("cache").display(),
+        plugins::LOOPER
+    );
+    let file = portcullis::config::parse(Path::new("warm.toml"), config).expect("config");
+    let runtime = portcullis::runtime::Runtime::build(&file).expect("runtime");
+    let headers = HeaderMap::new();
+    let view = RequestView {
+        host: "h",
+        method: &Method::GET,
+        path: "/",
+        headers: &headers,
+        query: None,
+    };
+    let pipeline = runtime
+        .router
+        .find(&view)
+        .and_then(|m| m.route.pipeline.clone())
+        .expect("pipeline");
+    let request = |no_loop: bool| {
+        let mut headers = HeaderMap::new();
+        if no_loop {
+            headers.insert("x-no-loop", HeaderValue::from_static("1"));
+        }
+        PluginRequest {
+            headers,
+            request_id: Arc::from("r"),
+            route: Arc::from("warm"),
+            ..PluginRequest::default()
+        }
+    };
+
+    // The looping call is dropped long before its 10 s deadline, as when a client leaves.
+    let mut looping = request(false);
+    let permit = pipeline.admit().await.expect("admitted");
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        pipeline.on_request(&mut looping, permit, |_| Ok(())),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was still running when dropped");
+
+    // The only warm slot serves the next request with a sound instance.
+    let mut next = request(true);
+    let permit = pipeline.admit().await.expect("admitted");
+    let (outcome, _phase) = pipeline.on_request(&mut next, permit, |_| Ok(())).await;
+    assert!(
+        matches!(outcome, Ok(RequestOutcome::Continue)),
+        "{outcome:?}"
+    );
+}

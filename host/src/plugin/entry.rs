@@ -167,11 +167,21 @@ impl Instance {
             .ok_or_else(|| PluginFailure::Unavailable("instance already released".into()))
     }
 
+    /// Marks the instance unusable for the length of a call: a call that never finishes
+    /// (the request was dropped half-way, say when its client went away) leaves the
+    /// component mid-call, and wasmtime refuses to enter it again. Returns whether it was
+    /// poisoned before.
+    fn begin_call(&mut self) -> bool {
+        std::mem::replace(&mut self.poisoned, true)
+    }
+
     /// After any failure the instance's state can no longer be trusted: it is not reused.
-    fn record<T>(&mut self, result: Result<T, PluginFailure>) -> Result<T, PluginFailure> {
-        if result.is_err() {
-            self.poisoned = true;
-        }
+    fn record<T>(
+        &mut self,
+        was_poisoned: bool,
+        result: Result<T, PluginFailure>,
+    ) -> Result<T, PluginFailure> {
+        self.poisoned = was_poisoned || result.is_err();
         result
     }
 }
@@ -334,6 +344,7 @@ impl Entry {
         instance: &mut Instance,
         request: &mut PluginRequest,
     ) -> Result<Action, PluginFailure> {
+        let was_poisoned = instance.begin_call();
         let live = instance.live()?;
         let store = &mut live.store;
         let state = store.data_mut();
@@ -347,7 +358,7 @@ impl Entry {
         *request = store.data_mut().request.take().unwrap_or_default();
         let result = self.outcome(store, outcome);
         instance.served += 1;
-        instance.record(result)
+        instance.record(was_poisoned, result)
     }
 
     /// Runs `on-response` on the instance that served this request's `on-request`.
@@ -357,6 +368,7 @@ impl Entry {
         instance: &mut Instance,
         response: &mut PluginResponse,
     ) -> Result<(), PluginFailure> {
+        let was_poisoned = instance.begin_call();
         let live = instance.live()?;
         let store = &mut live.store;
         store.data_mut().response = Some(std::mem::take(response));
@@ -366,7 +378,7 @@ impl Entry {
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
         *response = store.data_mut().response.take().unwrap_or_default();
         let result = self.outcome(store, outcome);
-        instance.record(result)
+        instance.record(was_poisoned, result)
     }
 
     /// The outer timeout: the epoch callback stops a plugin that computes past its deadline;
