@@ -5,6 +5,13 @@
 //! `min_refresh_interval`, one fetch at a time however many requests are waiting: no storm
 //! against the identity provider). While a refresh fails, the last good set keeps serving.
 //! Inline key sets are parsed once and cached by their text.
+//!
+//! Verified tokens are remembered for a few minutes: a client sends the same token with
+//! every request until it expires, and checking its signature again (25 µs for RS256) would
+//! be most of an auth plugin's cost. A remembered verification is used only for the same
+//! token bytes, the same key source and algorithm, and the very key set that verified it:
+//! once a set is refetched (rotation), its tokens are verified afresh. Claims are not
+//! cached as checked — the plugin checks `exp` and the rest on every request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,13 +198,33 @@ pub struct KeySets {
     settings: KeySetSettings,
     remote: Mutex<HashMap<String, Arc<RemoteSet>>>,
     inline: moka::sync::Cache<String, Arc<KeySet>>,
+    verified: moka::sync::Cache<[u8; 32], Remembered>,
+    verified_hits: AtomicU64,
 }
+
+/// A verification kept for later requests with the same token.
+#[derive(Clone)]
+struct Remembered {
+    verified: Verified,
+    /// The key set that verified it (none for a secret); the memory is void once the
+    /// source's current set is another one.
+    set: Option<std::sync::Weak<KeySet>>,
+}
+
+/// How long a verification is remembered, and how many are.
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
+const VERIFIED_CAPACITY: u64 = 50_000;
 
 impl KeySets {
     pub fn new(client: OutboundClient, settings: KeySetSettings) -> Self {
         Self {
             client,
             settings,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+            verified_hits: AtomicU64::new(0),
             remote: Mutex::new(HashMap::new()),
             inline: moka::sync::Cache::builder()
                 .max_capacity(256)
@@ -463,6 +490,32 @@ impl KeySets {
             .ok_or_else(|| VerifyError::AlgorithmNotAllowed(parsed.alg_name.clone()))?;
         let alg = to_jwt_alg(algorithm);
         let kid = parsed.kid.as_deref();
+        if matches!(keys, Keys::Secret(_)) && !is_hmac(alg) {
+            return Err(VerifyError::InvalidKeys(
+                "a shared secret verifies HS256/384/512 tokens only".to_owned(),
+            ));
+        }
+        let set = match keys {
+            Keys::Secret(_) => None,
+            Keys::Inline(text) => Some(self.inline(text).map_err(VerifyError::InvalidKeys)?),
+            Keys::Url(url) => Some(
+                self.by_url(url, kid)
+                    .await
+                    .map_err(VerifyError::KeysUnavailable)?,
+            ),
+        };
+        let memory_key = remembered_key(token, &keys, algorithm);
+        if let Some(hit) = self.verified.get(&memory_key) {
+            let same_set = match (&hit.set, &set) {
+                (None, None) => true,
+                (Some(weak), Some(set)) => std::ptr::eq(weak.as_ptr(), Arc::as_ptr(set)),
+                _ => false,
+            };
+            if same_set {
+                self.verified_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(hit.verified);
+            }
+        }
 
         let verifies = |key: &DecodingKey| {
             jsonwebtoken::crypto::verify(
@@ -473,37 +526,58 @@ impl KeySets {
             )
             .unwrap_or(false)
         };
-        let matched = match keys {
-            Keys::Secret(secret) => {
-                if !is_hmac(alg) {
-                    return Err(VerifyError::InvalidKeys(
-                        "a shared secret verifies HS256/384/512 tokens only".to_owned(),
-                    ));
-                }
-                verifies(&DecodingKey::from_secret(secret))
-            }
-            Keys::Inline(text) => {
-                let set = self.inline(text).map_err(VerifyError::InvalidKeys)?;
-                check_with(&set, alg, kid, &verifies)?
-            }
-            Keys::Url(url) => {
-                let set = self
-                    .by_url(url, kid)
-                    .await
-                    .map_err(VerifyError::KeysUnavailable)?;
-                check_with(&set, alg, kid, &verifies)?
-            }
+        let matched = match (&keys, &set) {
+            (Keys::Secret(secret), _) => verifies(&DecodingKey::from_secret(secret)),
+            (_, Some(set)) => check_with(set, alg, kid, &verifies)?,
+            (_, None) => false,
         };
         if !matched {
             return Err(VerifyError::InvalidSignature);
         }
-        Ok(Verified {
+        let verified = Verified {
             algorithm,
             key_id: parsed.kid,
             header: parsed.header,
             claims: parsed.payload,
-        })
+        };
+        self.verified.insert(
+            memory_key,
+            Remembered {
+                verified: verified.clone(),
+                set: set.as_ref().map(Arc::downgrade),
+            },
+        );
+        Ok(verified)
     }
+
+    /// Verifications answered from memory (for tests and metrics).
+    pub fn remembered_hits(&self) -> u64 {
+        self.verified_hits.load(Ordering::Relaxed)
+    }
+}
+
+/// What a remembered verification is filed under: the token, where its keys come from,
+/// and the algorithm, hashed together.
+fn remembered_key(token: &str, keys: &Keys<'_>, algorithm: WitAlgorithm) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(token.as_bytes());
+    match keys {
+        Keys::Url(url) => {
+            h.update(b"\0url\0");
+            h.update(url.as_bytes());
+        }
+        Keys::Inline(text) => {
+            h.update(b"\0jwks\0");
+            h.update(text.as_bytes());
+        }
+        Keys::Secret(secret) => {
+            h.update(b"\0secret\0");
+            h.update(secret);
+        }
+    }
+    h.update([algorithm as u8]);
+    h.finalize().into()
 }
 
 /// Tries the candidate keys; `Err(UnknownKey)` when none fits the token at all.
@@ -524,5 +598,61 @@ fn check_with(
         Ok(false)
     } else {
         Err(VerifyError::UnknownKey(kid.map(str::to_owned)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs256(secret: &[u8], sub: &str) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &serde_json::json!({ "sub": sub }),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .expect("token")
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_for_its_exact_key_source_only() {
+        crate::install_crypto_provider();
+        let sets = KeySets::new(
+            super::super::services::outbound_client(),
+            KeySetSettings::default(),
+        );
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let other = b"fedcba9876543210fedcba9876543210";
+        let token = hs256(secret, "ann");
+        let allowed = [WitAlgorithm::Hs256];
+        for _ in 0..3 {
+            let v = sets
+                .verify(&token, Keys::Secret(secret), &allowed)
+                .await
+                .expect("verifies");
+            assert!(v.claims.contains("ann"));
+        }
+        assert_eq!(sets.remembered_hits(), 2);
+        // Another secret is another key source: verified afresh, and refused.
+        assert!(matches!(
+            sets.verify(&token, Keys::Secret(other), &allowed).await,
+            Err(VerifyError::InvalidSignature)
+        ));
+        // A refused token is never remembered.
+        let forged = hs256(other, "ann");
+        for _ in 0..2 {
+            assert!(
+                sets.verify(&forged, Keys::Secret(secret), &allowed)
+                    .await
+                    .is_err()
+            );
+        }
+        assert_eq!(sets.remembered_hits(), 2);
+        // The algorithm allowlist holds for remembered tokens too.
+        assert!(matches!(
+            sets.verify(&token, Keys::Secret(secret), &[WitAlgorithm::Hs384])
+                .await,
+            Err(VerifyError::AlgorithmNotAllowed(_))
+        ));
     }
 }

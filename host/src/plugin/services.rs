@@ -60,7 +60,7 @@ impl HostServices {
     }
 }
 
-fn outbound_client() -> OutboundClient {
+pub(super) fn outbound_client() -> OutboundClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
