@@ -10,8 +10,12 @@
 # Routes (all proxy to one nginx upstream returning 1 KiB):
 #   /plain      no plugins
 #   /fresh/...  jwt-auth (RS256, inline JWKS) → rate limit keyed by the token's subject →
-#               transform (request headers and query), fresh instances
-#   /reuse/...  the same pipeline with every plugin in reuse mode
+#               validate (the Petstore document of tests/fixtures) → transform (request
+#               headers and query), each plugin in its default mode: a fresh instance per
+#               request, except validate, which runs warm by default
+#   /reuse/...  the same pipeline with every plugin on warm instances
+# The request is GET <prefix>/pet/findByTags?tags=shoes&tags=red&limit=20, which validate
+# checks (an array of strings, an integer between 1 and 100).
 # Every request carries the same valid token, as a client holding one does; the rate
 # limit's quota is high enough never to refuse. Layout as in bench/proxy.sh: Portcullis
 # alone on core 0 with one runtime worker; the upstream and wrk share core 1.
@@ -61,8 +65,14 @@ config = { issuers = [{ issuer = "https://idp.bench", jwks = "$JWKS_TOML", algor
 $3
 
 [[routes.plugins]]
+plugin = "validate"
+files = { document = "$ROOT/tests/fixtures/petstore.json" }
+config = { base_path = "$2" }
+$3
+
+[[routes.plugins]]
 plugin = "transform"
-config = { request = { headers = { remove = ["x-debug"], set = { x-gateway = "portcullis" } }, query = { rename = { q = "search" } } } }
+config = { request = { headers = { remove = ["x-debug"], set = { x-gateway = "portcullis" } }, query = { rename = { limit = "max" } } } }
 $3
 ROUTE
 }
@@ -101,7 +111,8 @@ run_wrk() { # path -> "rps p99_ms"
         -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORTCULLIS_PORT$1" | wrk_figures
 }
 
-PATHS=(/plain "/fresh/items?q=shoes" "/reuse/items?q=shoes")
+QUERY="tags=shoes&tags=red&limit=20"
+PATHS=("/plain/pet/findByTags?$QUERY" "/fresh/pet/findByTags?$QUERY" "/reuse/pet/findByTags?$QUERY")
 NAMES=(plain fresh reuse)
 echo "load: $ROUNDS rounds of wrk -t1 -c$CONNECTIONS -d$DURATION, keep-alive, GET with a 1 KiB response" >&2
 for p in "${PATHS[@]}"; do

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http::{HeaderMap, HeaderValue, Method};
 use portcullis::plugin::bindings::Identity;
@@ -39,6 +40,25 @@ struct Case {
     entries: String,
     headers: Vec<(&'static str, String)>,
     identity: bool,
+    /// Method, path, query and body, when not the default `GET /items/42?page=2`.
+    request: Option<Target>,
+}
+
+#[derive(Clone)]
+struct Target {
+    method: Method,
+    path: &'static str,
+    query: Option<&'static str>,
+    body: Option<Bytes>,
+}
+
+/// The Petstore document of the end-to-end tests.
+fn petstore() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/petstore.json"
+    )
+    .to_owned()
 }
 
 fn cases(k: &Keys) -> Vec<Case> {
@@ -72,6 +92,16 @@ fn cases(k: &Keys) -> Vec<Case> {
     let transform = "plugin = \"transform\"\n\
          config = { request = { headers = { remove = [\"x-debug\"], set = { x-gateway = \"p\" } }, query = { rename = { page = \"p\" } } } }\n"
         .to_owned();
+    let validate = format!(
+        "plugin = \"validate\"\nfiles = {{ document = {:?} }}\n",
+        petstore()
+    );
+    let pet = serde_json::json!({
+        "id": 7, "name": "Rex", "status": "available",
+        "category": { "id": 1, "name": "Dogs" },
+        "photoUrls": ["https://img.test/rex-1.png", "https://img.test/rex-2.png"],
+        "tags": [{ "id": 1, "name": "good" }, { "id": 2, "name": "small" }],
+    });
     let mut out = Vec::new();
     for (reuse, suffix) in [(false, "fresh"), (true, "reuse")] {
         let mode = if reuse {
@@ -86,36 +116,66 @@ fn cases(k: &Keys) -> Vec<Case> {
             entries: entry(&noop),
             headers: vec![],
             identity: false,
+            request: None,
         });
         out.push(Case {
             name: name("chain-5"),
             entries: entry(&noop).repeat(5),
             headers: vec![],
             identity: false,
+            request: None,
         });
         out.push(Case {
             name: name("key-auth"),
             entries: entry(&key_auth),
             headers: vec![("x-api-key", "key-7".into())],
             identity: false,
+            request: None,
         });
         out.push(Case {
             name: name("jwt-auth-rs256"),
             entries: entry(&jwt_auth),
             headers: vec![("authorization", format!("Bearer {}", k.token))],
             identity: false,
+            request: None,
         });
         out.push(Case {
             name: name("authz"),
             entries: entry(&authz),
             headers: vec![],
             identity: true,
+            request: None,
         });
         out.push(Case {
             name: name("transform"),
             entries: entry(&transform),
             headers: vec![("x-debug", "1".into())],
             identity: false,
+            request: None,
+        });
+        out.push(Case {
+            name: name("validate-get"),
+            entries: entry(&validate),
+            headers: vec![],
+            identity: false,
+            request: Some(Target {
+                method: Method::GET,
+                path: "/api/v3/pet/findByTags",
+                query: Some("tags=good&tags=small&limit=20"),
+                body: None,
+            }),
+        });
+        out.push(Case {
+            name: name("validate-post"),
+            entries: entry(&validate),
+            headers: vec![("content-type", "application/json".into())],
+            identity: false,
+            request: Some(Target {
+                method: Method::POST,
+                path: "/api/v3/pet",
+                query: None,
+                body: Some(Bytes::from(pet.to_string())),
+            }),
         });
     }
     out
@@ -138,6 +198,7 @@ fn config(dir: &Path, cases: &[Case]) -> String {
 
 struct Prepared {
     name: &'static str,
+    request: Option<Target>,
     pipeline: Arc<Pipeline>,
     headers: HeaderMap,
     identity: Option<Identity>,
@@ -176,6 +237,7 @@ fn prepare(k: &Keys) -> (Runtime, Vec<Prepared>) {
             }
             Prepared {
                 name: case.name,
+                request: case.request,
                 pipeline: route.pipeline.clone().expect("pipeline"),
                 headers,
                 identity: case.identity.then(|| Identity {
@@ -195,10 +257,17 @@ fn prepare(k: &Keys) -> (Runtime, Vec<Prepared>) {
 /// every plugin let it through.
 async fn one(case: &Prepared) {
     let permit = case.pipeline.admit().await.expect("admitted");
-    let mut req = PluginRequest {
+    let target = case.request.clone().unwrap_or(Target {
         method: Method::GET,
-        path: "/items/42".into(),
-        query: Some("page=2".into()),
+        path: "/items/42",
+        query: Some("page=2"),
+        body: None,
+    });
+    let mut req = PluginRequest {
+        method: target.method,
+        path: target.path.into(),
+        query: target.query.map(str::to_owned),
+        body: target.body,
         headers: case.headers.clone(),
         identity: case.identity.clone(),
         request_id: Arc::from("bench-request"),

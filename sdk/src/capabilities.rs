@@ -28,6 +28,16 @@ pub mod host {
         return crate::testing::with_host(|h| h.now_millis);
     }
 
+    /// `len` random bytes (at most 256 per call) from the gateway's cryptographic
+    /// generator. Crates that use `getrandom` 0.3 get theirs from here (see the SDK's
+    /// README for the one build setting this needs).
+    pub fn random_bytes(len: u32) -> Vec<u8> {
+        #[cfg(target_arch = "wasm32")]
+        return super::wit::host::random_bytes(len);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.random_bytes(len));
+    }
+
     /// A line in the gateway's log, tagged with route, plugin and request id. Never log
     /// secrets.
     pub fn log(level: Level, message: &str) {

@@ -106,6 +106,8 @@ mod exchange;
 #[doc(hidden)]
 pub mod glue;
 pub mod query;
+#[cfg(target_arch = "wasm32")]
+mod random;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
@@ -211,13 +213,30 @@ impl Reply {
     /// `urn:portcullis:problem:<kind>`, `title`, `status`, `detail`, `request_id`), so a
     /// client handles a plugin's refusal like any other.
     pub fn problem(status: u16, kind: &str, detail: &str, request_id: &str) -> Self {
-        let body = serde_json::json!({
+        Self::problem_with(status, kind, detail, request_id, serde_json::Map::new())
+    }
+
+    /// [`Reply::problem`] with extension members (RFC 9457 §3.2), such as a list of the
+    /// fields that failed validation.
+    pub fn problem_with(
+        status: u16,
+        kind: &str,
+        detail: &str,
+        request_id: &str,
+        extensions: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        let mut body = serde_json::json!({
             "type": format!("urn:portcullis:problem:{kind}"),
             "title": status_title(status),
             "status": status,
             "detail": detail,
             "request_id": request_id,
         });
+        if let Some(members) = body.as_object_mut() {
+            for (name, value) in extensions {
+                members.entry(name).or_insert(value);
+            }
+        }
         Self::new(status)
             .header("cache-control", "no-store")
             .json("application/problem+json", &body)

@@ -25,6 +25,8 @@ pub type VerifyAnswer =
 pub struct TestHost {
     pub config: String,
     pub now_millis: u64,
+    /// State of the deterministic generator behind `host::random_bytes` in tests.
+    pub random_state: u64,
     pub logs: Vec<(Level, String)>,
     pub counters: HashMap<String, u64>,
     pub cache: HashMap<String, Vec<u8>>,
@@ -42,6 +44,23 @@ impl std::fmt::Debug for TestHost {
             .field("logs", &self.logs)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
+    }
+}
+
+impl TestHost {
+    /// Reproducible bytes (xorshift64), so tests of plugins that draw random numbers
+    /// give the same answer every run.
+    pub(crate) fn random_bytes(&mut self, len: u32) -> Vec<u8> {
+        (0..len.min(256))
+            .map(|_| {
+                let mut x = self.random_state;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.random_state = x;
+                x.to_le_bytes()[0]
+            })
+            .collect()
     }
 }
 
@@ -108,6 +127,7 @@ impl<P: Plugin> Harness<P> {
         let host = TestHost {
             config: text,
             now_millis: 1_700_000_000_000,
+            random_state: 0x2545_f491_4f6c_dd1d,
             logs: Vec::new(),
             counters: HashMap::new(),
             cache: HashMap::new(),

@@ -106,7 +106,9 @@ pub struct PluginEntryConfig {
     pub budgets: BudgetsConfig,
     #[serde(default)]
     pub grants: GrantsConfig,
-    /// Present: keep a pool of warm instances instead of a fresh one per request.
+    /// Present: keep a pool of warm instances instead of a fresh one per request. Absent:
+    /// a fresh instance per request, except for built-ins that start slowly (`validate`),
+    /// which get a default pool.
     pub reuse: Option<Spanned<ReuseConfig>>,
 }
 
@@ -169,6 +171,15 @@ pub struct ReuseConfig {
     /// An instance is replaced after this many requests (and after any failure).
     #[serde(default = "defaults::reuse_requests")]
     pub max_requests: u32,
+}
+
+impl Default for ReuseConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: defaults::reuse_instances(),
+            max_requests: defaults::reuse_requests(),
+        }
+    }
 }
 
 /// Route-level plugin settings.

@@ -221,6 +221,8 @@ pub struct Entry {
     pub info: Arc<EntryInfo>,
     pub phases: Phases,
     pub failure: FailurePolicy,
+    /// As configured, or the built-in's default (`reuse_by_default`).
+    pub mode: InstanceMode,
     pre: PluginFullPre<PluginState>,
     engine: PluginEngine,
     pool: Option<Arc<WarmPool>>,
@@ -261,6 +263,7 @@ impl Entry {
             info,
             phases,
             failure,
+            mode,
             pre,
             engine,
             pool,

@@ -336,6 +336,14 @@ impl host::Host for PluginState {
         Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
+    fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        const MAX: u32 = 256;
+        let mut bytes = vec![0; len.min(MAX) as usize];
+        aws_lc_rs::rand::fill(&mut bytes)
+            .map_err(|_| wasmtime::Error::msg("the system random generator failed"))?;
+        Ok(bytes)
+    }
+
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
         const MAX: usize = 4096;
         let message = if message.len() > MAX {

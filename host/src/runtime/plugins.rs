@@ -287,7 +287,16 @@ fn entry_spec(
         }
     });
     let mode = match &e.reuse {
-        None => InstanceMode::Fresh,
+        None => match &source {
+            PluginSource::Builtin(b) if b.reuse_by_default => {
+                let pool = config::ReuseConfig::default();
+                InstanceMode::Reuse {
+                    max_instances: pool.max_instances,
+                    max_requests: pool.max_requests,
+                }
+            }
+            _ => InstanceMode::Fresh,
+        },
         Some(r) => {
             let rc = r.get_ref();
             if rc.max_instances == 0 || rc.max_requests == 0 {

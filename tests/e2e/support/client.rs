@@ -133,6 +133,28 @@ pub fn request(method: &str, host: &str, path: &str) -> http::request::Builder {
         .header("host", host)
 }
 
+/// A request to host `h` with these headers and, if given, a JSON body with its content
+/// type.
+pub fn json_request(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Request<Full<Bytes>> {
+    let mut req = request(method, "h", target);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    req.body(Full::new(bytes)).expect("request")
+}
+
 pub fn get(host: &str, path: &str) -> Request<Full<Bytes>> {
     request("GET", host, path)
         .body(Full::new(Bytes::new()))
