@@ -5,8 +5,11 @@
 //!   instance, a chain of five, and the same in reuse mode;
 //! - each built-in plugin alone, fresh and in reuse mode, on a request it accepts:
 //!   `key-auth` (10 consumers), `jwt-auth` (RS256 against an inline JWKS), `authz` (on an
-//!   identity set before it), `transform` (header and query edits);
-//! - native RS256 verification with `jsonwebtoken` (aws-lc-rs), the floor under `jwt-auth`.
+//!   identity set before it), `transform` (header and query edits), `validate` (the
+//!   Petstore document: a GET with array and integer query parameters, a POST with a nested
+//!   JSON body);
+//! - RS256 verified inside a component with RustCrypto's `rsa` (warm instance), and native
+//!   RS256 verification with `jsonwebtoken` (aws-lc-rs), the floor under `jwt-auth`.
 //!
 //! After criterion's runs, each case is timed call by call for the median and p99.
 //!
@@ -110,6 +113,13 @@ fn cases(k: &Keys) -> Vec<Case> {
             ""
         };
         let entry = |body: &str| format!("[[routes.plugins]]\n{body}{mode}");
+        // validate runs warm by default; its fresh case is an instance per request.
+        let validate_mode = if reuse {
+            mode
+        } else {
+            "reuse = { max_instances = 4, max_requests = 1 }\n"
+        };
+        let validate_entry = format!("[[routes.plugins]]\n{validate}{validate_mode}");
         let name = |base: &str| -> &'static str { Box::leak(format!("{suffix}-{base}").into()) };
         out.push(Case {
             name: name("noop"),
@@ -155,7 +165,7 @@ fn cases(k: &Keys) -> Vec<Case> {
         });
         out.push(Case {
             name: name("validate-get"),
-            entries: entry(&validate),
+            entries: validate_entry.clone(),
             headers: vec![],
             identity: false,
             request: Some(Target {
@@ -167,7 +177,7 @@ fn cases(k: &Keys) -> Vec<Case> {
         });
         out.push(Case {
             name: name("validate-post"),
-            entries: entry(&validate),
+            entries: validate_entry,
             headers: vec![("content-type", "application/json".into())],
             identity: false,
             request: Some(Target {
@@ -178,6 +188,20 @@ fn cases(k: &Keys) -> Vec<Case> {
             }),
         });
     }
+    // RS256 verified inside the component (RustCrypto), against jwt-auth's host crypto and
+    // the native verification below: the cost host crypto saves.
+    out.push(Case {
+        name: "reuse-rs256-in-guest",
+        entries: format!(
+            "[[routes.plugins]]\nplugin = \"{}\"\nconfig = {{ n = {:?}, e = {:?} }}\nreuse = {{ max_instances = 4 }}\n",
+            portcullis_test_plugins::RS256_IN_GUEST,
+            k.n,
+            k.e
+        ),
+        headers: vec![("authorization", format!("Bearer {}", k.token))],
+        identity: false,
+        request: None,
+    });
     out
 }
 

@@ -29,8 +29,8 @@ pub mod host {
     }
 
     /// `len` random bytes (at most 256 per call) from the gateway's cryptographic
-    /// generator. Crates that use `getrandom` 0.3 get theirs from here (see the SDK's
-    /// README for the one build setting this needs).
+    /// generator. Crates that use `getrandom` 0.3 get theirs from here (see the crate
+    /// docs, "Building", for the one build setting this needs).
     pub fn random_bytes(len: u32) -> Vec<u8> {
         #[cfg(target_arch = "wasm32")]
         return super::wit::host::random_bytes(len);

@@ -26,6 +26,12 @@
 //! `[target.wasm32-unknown-unknown] rustflags`) keeps it at two pages, as the gateway's own
 //! plugins do. A stack overflow traps cleanly either way.
 //!
+//! Crates that draw random numbers through `getrandom` 0.3 (`ahash`'s hash map seeds, pulled
+//! in by `jsonschema` and others) need `--cfg getrandom_backend="custom"` in the same
+//! `rustflags`: the SDK then supplies the bytes from the gateway (`host::random_bytes`).
+//! Without it, `getrandom` on `wasm32-unknown-unknown` imports JavaScript glue
+//! (wasm-bindgen) that no gateway provides, and making the component fails.
+//!
 //! # Example
 //!
 //! A plugin that refuses requests without an `x-api-version` header, tags the rest for the

@@ -275,6 +275,50 @@ async fn misbehaving_plugins_fail_alone_under_concurrent_load() {
     assert_eq!(reply.status, 200);
 }
 
+/// Idle warm instances hold engine slots they do not use: when the engine runs out, one is
+/// dropped for the entry that needs a slot, instead of that entry failing.
+#[tokio::test]
+async fn idle_warm_instances_give_their_slots_to_other_entries() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+max_instances = 1
+cache_dir = "{{dir}}/cache"
+{}
+[[routes]]
+id = "a"
+path = {{ prefix = "/a" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{counter}"
+budgets = {{ deadline = "200ms" }}
+reuse = {{ max_instances = 1 }}
+
+[[routes]]
+id = "b"
+path = {{ prefix = "/b" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{counter}"
+budgets = {{ deadline = "200ms" }}
+reuse = {{ max_instances = 1 }}
+"#,
+        upstream_block(&up),
+        counter = plugins::COUNTER,
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    let mut counts = Vec::new();
+    for path in ["/a", "/a", "/b", "/b", "/a"] {
+        let reply = conn.send(get("h", path)).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        counts.push(values(&reply.json(), "x-instance-count").join(","));
+    }
+    // /a warms up; /b takes the only slot from /a's idle instance; /a starts afresh.
+    assert_eq!(counts, ["1", "2", "1", "2", "1"]);
+}
+
 #[tokio::test]
 async fn fresh_instances_keep_nothing_between_requests_and_reuse_mode_does() {
     let up = TestUpstream::start("app").await;

@@ -2,7 +2,7 @@
 //! and the epoch ticker that every plugin deadline hangs off.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -35,6 +35,15 @@ pub struct PluginEngine {
     /// One permit per pooling-allocator slot: a request waits for a free slot (bounded by
     /// its plugin's deadline) instead of failing the moment the pool is full.
     slots: Arc<Semaphore>,
+    /// Reuse-mode pools, whose idle warm instances hold slots they are not using.
+    pools: Arc<Mutex<Vec<Weak<dyn IdleInstances>>>>,
+}
+
+/// Something that keeps idle instances (a reuse-mode pool) and can give one up.
+pub(crate) trait IdleInstances: Send + Sync {
+    /// Drops one idle instance (the least recently used), freeing its engine slot; false
+    /// when there is none.
+    fn drop_idle(&self) -> bool;
 }
 
 impl std::fmt::Debug for PluginEngine {
@@ -109,7 +118,25 @@ impl PluginEngine {
         Ok(Self {
             engine,
             slots: Arc::new(Semaphore::new(slots as usize)),
+            pools: Arc::default(),
         })
+    }
+
+    /// Lets the engine take idle instances back from `pool` when it runs out of slots.
+    pub(crate) fn register_pool(&self, pool: Weak<dyn IdleInstances>) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(pool);
+        }
+    }
+
+    /// Frees a slot held by an idle warm instance of any pool; false when none is idle.
+    fn reclaim_one(&self) -> bool {
+        let pools: Vec<Arc<dyn IdleInstances>> = match self.pools.lock() {
+            Ok(pools) => pools.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return false,
+        };
+        pools.iter().any(|p| p.drop_idle())
     }
 
     /// Waits up to `wait` for a free instance slot; the permit is held as long as the
@@ -117,6 +144,13 @@ impl PluginEngine {
     pub async fn slot(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Some(permit);
+        }
+        // Every slot is taken. Idle warm instances hold slots without using them: without
+        // this, pools that once grew (a burst on one route) would starve every other entry.
+        while self.reclaim_one() {
+            if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                return Some(permit);
+            }
         }
         tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_owned())
             .await

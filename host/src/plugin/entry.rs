@@ -14,7 +14,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::engine::PluginEngine;
+use super::engine::{IdleInstances, PluginEngine};
 use super::services::{CacheNamespace, HostServices};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
 
@@ -209,11 +209,24 @@ struct Warm {
     _slot: OwnedSemaphorePermit,
 }
 
-/// Reuse mode's pool: idle warm instances, and a semaphore bounding how many exist.
+/// Reuse mode's pool: idle warm instances (most recently used last), and a semaphore
+/// bounding how many serve at once.
 struct WarmPool {
     idle: Mutex<Vec<Warm>>,
     slots: Arc<Semaphore>,
     max_requests: u32,
+}
+
+impl IdleInstances for WarmPool {
+    fn drop_idle(&self) -> bool {
+        let coldest = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| (!idle.is_empty()).then(|| idle.remove(0)));
+        // Dropped here, outside the lock: the store goes, then its engine slot.
+        coldest.is_some()
+    }
 }
 
 /// A pipeline entry, ready to serve.
@@ -253,11 +266,17 @@ impl Entry {
             InstanceMode::Reuse {
                 max_instances,
                 max_requests,
-            } => Some(Arc::new(WarmPool {
-                idle: Mutex::new(Vec::new()),
-                slots: Arc::new(Semaphore::new(max_instances.max(1))),
-                max_requests: max_requests.max(1),
-            })),
+            } => {
+                let pool = Arc::new(WarmPool {
+                    idle: Mutex::new(Vec::new()),
+                    slots: Arc::new(Semaphore::new(max_instances.max(1))),
+                    max_requests: max_requests.max(1),
+                });
+                let weak: std::sync::Weak<dyn IdleInstances> =
+                    Arc::downgrade(&(Arc::clone(&pool) as Arc<dyn IdleInstances>));
+                engine.register_pool(weak);
+                Some(pool)
+            }
         };
         Self {
             info,
