@@ -205,19 +205,37 @@ fn server_path(document: &Value) -> String {
 }
 
 /// Follows local `$ref`s (`#/components/...`) from `value`, at most 32 deep.
-pub fn resolve<'v>(root: &'v Value, mut value: &'v Value) -> Result<&'v Value, String> {
+pub fn resolve<'v>(root: &'v Value, value: &'v Value) -> Result<&'v Value, String> {
+    match value.get("$ref").and_then(Value::as_str) {
+        None => Ok(value),
+        Some(reference) => follow(root, target(root, reference)?).map(|(_, v)| v),
+    }
+}
+
+/// The value at `pointer`, following `$ref`s at most 32 deep, and the pointer it was
+/// finally found at (schemas are compiled by that pointer).
+pub fn follow<'v>(root: &'v Value, pointer: &str) -> Result<(String, &'v Value), String> {
+    let mut pointer = pointer.to_owned();
     for _ in 0..32 {
-        let Some(reference) = value.get("$ref").and_then(Value::as_str) else {
-            return Ok(value);
-        };
-        value = reference
-            .strip_prefix('#')
-            .and_then(|pointer| root.pointer(pointer))
-            .ok_or_else(|| {
-                format!("`$ref: {reference}` does not point inside this document (only local references are followed)")
-            })?;
+        let value = root
+            .pointer(&pointer)
+            .ok_or_else(|| format!("nothing at `#{pointer}`"))?;
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(reference) => pointer = target(root, reference)?.to_owned(),
+            None => return Ok((pointer, value)),
+        }
     }
     Err("`$ref`s nest more than 32 deep (a cycle?)".to_owned())
+}
+
+/// The JSON Pointer a local `$ref` names, when it names something in `root`.
+fn target<'r>(root: &Value, reference: &'r str) -> Result<&'r str, String> {
+    reference
+        .strip_prefix('#')
+        .filter(|p| root.pointer(p).is_some())
+        .ok_or_else(|| {
+            format!("`$ref: {reference}` does not point inside this document (only local references are followed)")
+        })
 }
 
 /// OpenAPI 3.0 writes "this may be null" as `nullable: true` beside `type`; JSON Schema

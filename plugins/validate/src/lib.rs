@@ -326,13 +326,16 @@ fn check_param(param: &Param, raw: &[String], failures: &mut Vec<Failure>) {
 fn check_body(body: &Body, request: &Request<'_>, failures: &mut Vec<Failure>) -> bool {
     let bytes = request.body().unwrap_or_default();
     let content_type = request.header("content-type").map(|c| media_type(&c));
-    if bytes.is_empty() && content_type.is_none() {
+    let missing = |failures: &mut Vec<Failure>| {
         if body.required {
             failures.push(Failure {
                 pointer: "/body".into(),
                 reason: "is required".into(),
             });
         }
+    };
+    if bytes.is_empty() && content_type.is_none() {
+        missing(failures);
         return false;
     }
     if body.media.is_empty() {
@@ -362,18 +365,14 @@ fn check_body(body: &Body, request: &Request<'_>, failures: &mut Vec<Failure>) -
         });
         return true;
     };
+    // An empty body of an accepted type is a missing body, whatever the type.
+    if bytes.is_empty() {
+        missing(failures);
+        return false;
+    }
     let Some(validator) = &media.validator else {
         return false;
     };
-    if bytes.is_empty() {
-        if body.required {
-            failures.push(Failure {
-                pointer: "/body".into(),
-                reason: "is required".into(),
-            });
-        }
-        return false;
-    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(value) => schema_failures(validator, &value, "/body", failures),
         Err(e) => failures.push(Failure {

@@ -6,7 +6,7 @@ use jsonschema::{Registry, Validator};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use crate::document::{DOCUMENT_URI, Document};
+use crate::document::{DOCUMENT_URI, Document, follow};
 use crate::params::Shape;
 
 /// Where a parameter is read from.
@@ -260,29 +260,6 @@ fn is_json(range: &str) -> bool {
     range
         .split_once('/')
         .is_some_and(|(_, sub)| sub == "json" || sub.ends_with("+json"))
-}
-
-/// The value at `pointer`, following `$ref`s, and the pointer it was finally found at.
-fn follow<'v>(root: &'v Value, pointer: &str) -> Result<(String, &'v Value), String> {
-    let mut pointer = pointer.to_owned();
-    for _ in 0..32 {
-        let value = root
-            .pointer(&pointer)
-            .ok_or_else(|| format!("nothing at `#{pointer}`"))?;
-        match value.get("$ref").and_then(Value::as_str) {
-            Some(reference) => {
-                pointer = reference
-                    .strip_prefix('#')
-                    .filter(|p| root.pointer(p).is_some())
-                    .ok_or_else(|| {
-                        format!("`$ref: {reference}` does not point inside this document (only local references are followed)")
-                    })?
-                    .to_owned();
-            }
-            None => return Ok((pointer, value)),
-        }
-    }
-    Err("`$ref`s nest more than 32 deep (a cycle?)".to_owned())
 }
 
 fn validator(

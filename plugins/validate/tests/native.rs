@@ -270,6 +270,13 @@ fn bodies_that_are_missing_malformed_or_of_the_wrong_type() {
         run(&h, xml).is_none(),
         "a documented non-JSON type passes unchecked"
     );
+    let empty_xml =
+        TestRequest::new("POST", "/api/v3/pet").with_header("content-type", "application/xml");
+    assert_eq!(
+        pointers(&run(&h, empty_xml).expect("refused")),
+        ["/body"],
+        "a required body is required whatever its type"
+    );
     let image = TestRequest::new("POST", "/api/v3/pet/3/uploadImage")
         .with_header("content-type", "application/octet-stream")
         .with_body(&[0, 1, 2]);
