@@ -542,12 +542,10 @@ config = {{}}
 /// instance".
 #[tokio::test]
 async fn a_request_dropped_mid_call_does_not_break_the_warm_instance_it_used() {
-    use std::path::Path;
     use std::sync::Arc;
 
-    use http::{HeaderMap, HeaderValue, Method};
+    use http::{HeaderMap, HeaderValue};
     use portcullis::plugin::{PluginRequest, RequestOutcome};
-    use portcullis::router::RequestView;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
@@ -558,21 +556,8 @@ async fn a_request_dropped_mid_call_does_not_break_the_warm_instance_it_used() {
         dir.path().join("cache").display(),
         plugins::LOOPER
     );
-    let file = portcullis::config::parse(Path::new("warm.toml"), config).expect("config");
-    let runtime = portcullis::runtime::Runtime::build(&file).expect("runtime");
-    let headers = HeaderMap::new();
-    let view = RequestView {
-        host: "h",
-        method: &Method::GET,
-        path: "/",
-        headers: &headers,
-        query: None,
-    };
-    let pipeline = runtime
-        .router
-        .find(&view)
-        .and_then(|m| m.route.pipeline.clone())
-        .expect("pipeline");
+    let runtime = crate::support::runtime(&config);
+    let pipeline = crate::support::pipeline_at(&runtime, "/");
     let request = |no_loop: bool| {
         let mut headers = HeaderMap::new();
         if no_loop {

@@ -222,27 +222,10 @@ fn validate_runs_on_warm_instances_unless_its_entry_says_otherwise() {
         cache = std::env::temp_dir().join("portcullis-e2e-cache").display(),
         doc = petstore_path(),
     );
-    portcullis::install_crypto_provider();
-    let file = portcullis::config::parse(std::path::Path::new("modes.toml"), toml).expect("config");
-    let runtime = portcullis::runtime::Runtime::build(&file).expect("runtime");
+    let runtime = crate::support::runtime(&toml);
     let modes = |path: &str| -> Vec<InstanceMode> {
-        let empty = http::HeaderMap::new();
-        let view = portcullis::router::RequestView {
-            host: "h",
-            method: &http::Method::GET,
-            path,
-            headers: &empty,
-            query: None,
-        };
-        let route = runtime.router.find(&view).expect("route").route;
-        route
-            .pipeline
-            .as_ref()
-            .expect("pipeline")
-            .entries()
-            .iter()
-            .map(|e| e.mode)
-            .collect()
+        let pipeline = crate::support::pipeline_at(&runtime, path);
+        pipeline.entries().iter().map(|e| e.mode).collect()
     };
     assert_eq!(
         modes("/a"),

@@ -61,6 +61,32 @@ impl TestGateway {
     }
 }
 
+/// Builds a runtime from TOML text without serving it, for tests that call a route's
+/// pipeline directly; panics on a config error.
+pub fn runtime(toml: &str) -> Runtime {
+    portcullis::install_crypto_provider();
+    let file = portcullis::config::parse(std::path::Path::new("test.toml"), toml.to_owned())
+        .expect("config");
+    Runtime::build(&file).expect("runtime")
+}
+
+/// The plugin pipeline of the route a `GET h<path>` reaches.
+pub fn pipeline_at(runtime: &Runtime, path: &str) -> std::sync::Arc<portcullis::plugin::Pipeline> {
+    let headers = http::HeaderMap::new();
+    let view = portcullis::router::RequestView {
+        host: "h",
+        method: &http::Method::GET,
+        path,
+        headers: &headers,
+        query: None,
+    };
+    runtime
+        .router
+        .find(&view)
+        .and_then(|m| m.route.pipeline.clone())
+        .expect("a route with plugins")
+}
+
 /// Builds a runtime from TOML text and returns the config error it reports, if any.
 pub fn build_error(toml: &str) -> Option<String> {
     let dir = tempfile::tempdir().expect("tempdir");
