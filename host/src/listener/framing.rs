@@ -7,8 +7,16 @@
 //! reaches us, so this wrapper follows the byte stream itself: it parses each request
 //! head with `httparse` (hyper's own parser), skips bodies by their framing, and queues
 //! one verdict per request head. The service pops a verdict for each HTTP/1 request, in
-//! order, and answers 400 for a conflicting one. After a conflict, an upgrade or an
-//! unparseable head it stops looking; hyper closes such connections anyway.
+//! order, and answers 400 for a conflicting one.
+//!
+//! It fails closed: after a conflict, an unparseable head or chunk line, or a head past
+//! the size cap, it stops looking, and every later request on the connection is
+//! answered 400 (hyper closes most such connections anyway). A request that asks for an
+//! upgrade is followed like any other; if the upgrade happens, nobody asks again.
+//!
+//! The cost is linear in the bytes read: elements (heads, chunk-size lines, trailers)
+//! are parsed in place from each read, and only an element cut by the end of a read is
+//! copied, once, to be completed by the next.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,12 +26,14 @@ use std::sync::{Arc, Mutex};
 pub struct FramingVerdicts(Mutex<VecDeque<bool>>);
 
 impl FramingVerdicts {
-    /// `true` when the next HTTP/1 request's framing is unambiguous.
+    /// `true` when the next HTTP/1 request's framing is unambiguous. hyper parses a head
+    /// only after the guard has seen its bytes, so an empty queue means the guard gave up
+    /// on this connection: fail closed.
     pub fn next_is_sound(&self) -> bool {
         self.0
             .lock()
-            .map(|mut q| q.pop_front().unwrap_or(true))
-            .unwrap_or(true)
+            .map(|mut q| q.pop_front().unwrap_or(false))
+            .unwrap_or(false)
     }
 
     fn push(&self, sound: bool) {
@@ -95,24 +105,34 @@ impl FramingGuard {
                         State::ChunkCrlf(left as u8)
                     };
                 }
-                State::Head | State::ChunkSize | State::Trailers => {
-                    let before = self.buf.len();
-                    self.buf.extend_from_slice(data);
-                    let consumed = self.parse_buffered();
-                    match consumed {
-                        // Everything buffered is still an incomplete head or line.
-                        None => {
-                            if self.buf.len() > self.max_head {
-                                self.off();
-                            }
+                State::Head | State::ChunkSize | State::Trailers if self.buf.is_empty() => {
+                    // The common case: the element starts in this read; parse it in place.
+                    match self.parse(data) {
+                        Parsed::Element(used) => data = &data[used.min(data.len())..],
+                        Parsed::Partial => {
+                            self.keep_partial(data);
                             return;
                         }
-                        Some(used) => {
+                        Parsed::Stop => return,
+                    }
+                }
+                State::Head | State::ChunkSize | State::Trailers => {
+                    // An element cut by the previous read: complete it with this one.
+                    let before = self.buf.len();
+                    self.buf.extend_from_slice(data);
+                    let buf = std::mem::take(&mut self.buf);
+                    match self.parse(&buf) {
+                        Parsed::Element(used) => {
                             // `used` counts bytes of buf; the rest of `data` follows.
                             let from_data = used.saturating_sub(before);
                             data = &data[from_data.min(data.len())..];
-                            self.buf.clear();
                         }
+                        Parsed::Partial => {
+                            self.buf = buf;
+                            self.keep_partial(&[]);
+                            return;
+                        }
+                        Parsed::Stop => return,
                     }
                 }
             }
@@ -124,30 +144,38 @@ impl FramingGuard {
         self.buf = Vec::new();
     }
 
-    /// Parses what `buf` holds in the current state; `Some(bytes used)` when a whole
-    /// element was found, `None` when more bytes are needed.
-    fn parse_buffered(&mut self) -> Option<usize> {
+    /// Keeps the start of an element cut by the end of a read (`more` appended to what
+    /// is kept already), or gives up when it outgrows any head hyper would accept.
+    fn keep_partial(&mut self, more: &[u8]) {
+        if self.buf.len() + more.len() > self.max_head {
+            self.off();
+        } else {
+            self.buf.extend_from_slice(more);
+        }
+    }
+
+    /// Parses the element the current state expects at the start of `buf`.
+    fn parse(&mut self, buf: &[u8]) -> Parsed {
         match self.state {
             State::Head => {
                 // Blank lines between requests are allowed (RFC 9112 §2.2).
-                let skip = self
-                    .buf
+                let skip = buf
                     .iter()
                     .take_while(|b| **b == b'\r' || **b == b'\n')
                     .count();
-                match parse_head(&self.buf[skip..], self.max_headers) {
-                    HeadParse::Partial => None,
+                match parse_head(&buf[skip..], self.max_headers) {
+                    HeadParse::Partial => Parsed::Partial,
                     HeadParse::Invalid => {
                         self.off();
-                        None
+                        Parsed::Stop
                     }
                     HeadParse::Complete(n, head) => {
                         let conflict =
                             head.transfer_encoding.is_some() && head.content_length.is_some();
                         self.verdicts.push(!conflict);
-                        if conflict || head.upgrade_or_connect {
+                        if conflict || head.connect {
                             self.off();
-                            return None;
+                            return Parsed::Stop;
                         }
                         self.state = match (head.transfer_encoding, head.content_length) {
                             (Some(true), _) => State::ChunkSize,
@@ -156,42 +184,52 @@ impl FramingGuard {
                             (None, Some(Some(n))) => State::Fixed(n),
                             (None, Some(None)) => State::Off,
                         };
-                        Some(skip + n)
+                        Parsed::Element(skip + n)
                     }
                 }
             }
-            State::ChunkSize => match httparse::parse_chunk_size(&self.buf) {
-                Ok(httparse::Status::Partial) => None,
+            State::ChunkSize => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Partial) => Parsed::Partial,
                 Err(_) => {
                     self.off();
-                    None
+                    Parsed::Stop
                 }
                 Ok(httparse::Status::Complete((n, 0))) => {
                     self.state = State::Trailers;
-                    Some(n)
+                    Parsed::Element(n)
                 }
                 Ok(httparse::Status::Complete((n, size))) => {
                     self.state = State::ChunkData(size);
-                    Some(n)
+                    Parsed::Element(n)
                 }
             },
             State::Trailers => {
                 let mut headers = vec![httparse::EMPTY_HEADER; self.max_headers + 1];
-                match httparse::parse_headers(&self.buf, &mut headers) {
-                    Ok(httparse::Status::Partial) => None,
+                match httparse::parse_headers(buf, &mut headers) {
+                    Ok(httparse::Status::Partial) => Parsed::Partial,
                     Err(_) => {
                         self.off();
-                        None
+                        Parsed::Stop
                     }
                     Ok(httparse::Status::Complete((n, _))) => {
                         self.state = State::Head;
-                        Some(n)
+                        Parsed::Element(n)
                     }
                 }
             }
-            _ => None,
+            _ => Parsed::Stop,
         }
     }
+}
+
+/// What one parse of the element at the start of a buffer found.
+enum Parsed {
+    /// A whole element of this many bytes.
+    Element(usize),
+    /// More bytes are needed.
+    Partial,
+    /// The guard gave up on this connection.
+    Stop,
 }
 
 /// What the framing of one request head says.
@@ -200,7 +238,8 @@ struct HeadFacts {
     transfer_encoding: Option<bool>,
     /// `Some(parsed value)` when Content-Length is present.
     content_length: Option<Option<u64>>,
-    upgrade_or_connect: bool,
+    /// A CONNECT turns the connection into a tunnel at once.
+    connect: bool,
 }
 
 enum HeadParse {
@@ -234,7 +273,7 @@ fn parse_head_with<'b>(
     let mut facts = HeadFacts {
         transfer_encoding: None,
         content_length: None,
-        upgrade_or_connect: req.method == Some("CONNECT"),
+        connect: req.method == Some("CONNECT"),
     };
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -245,8 +284,6 @@ fn parse_head_with<'b>(
             );
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             facts.transfer_encoding = Some(ends_with_chunked(h.value));
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            facts.upgrade_or_connect = true;
         }
     }
     Ok(HeadParse::Complete(n, facts))
@@ -304,6 +341,42 @@ mod tests {
             b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         ];
         assert_eq!(verdicts(stream), vec![true]);
+    }
+
+    #[test]
+    fn after_giving_up_every_later_request_is_unsound() {
+        let v = Arc::new(FramingVerdicts::default());
+        let mut g = FramingGuard::new(64 * 1024, 100, Arc::clone(&v));
+        g.feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\x00\x01 not a request\r\n\r\n");
+        assert!(v.next_is_sound());
+        assert!(
+            !v.next_is_sound(),
+            "an unparsable head must not be waved through"
+        );
+        assert!(!v.next_is_sound());
+    }
+
+    #[test]
+    fn a_declined_upgrade_is_followed_like_any_request() {
+        let stream: &[&[u8]] = &[
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ];
+        assert_eq!(verdicts(stream), vec![true, false]);
+    }
+
+    #[test]
+    fn one_byte_chunks_split_anywhere_are_followed() {
+        let mut body = Vec::new();
+        body.extend_from_slice(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for _ in 0..1000 {
+            body.extend_from_slice(b"1\r\nx\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n");
+        for split in [1, 2, 3, 5, 7, 4096] {
+            let parts: Vec<&[u8]> = body.chunks(split).collect();
+            assert_eq!(verdicts(&parts), vec![true, true], "reads of {split} bytes");
+        }
     }
 
     #[test]
