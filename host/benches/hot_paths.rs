@@ -1,5 +1,6 @@
 //! Hot paths of the request path, measured with criterion: route choice among many
-//! routes, and the HTTP/1 framing guard that follows every request head.
+//! routes, the HTTP/1 framing guard that follows every request head, and path
+//! normalisation.
 //!
 //! Run: `cargo bench -p portcullis --bench hot_paths`
 
@@ -69,7 +70,62 @@ fn framing(c: &mut Criterion) {
             black_box(verdicts.next_is_sound())
         })
     });
+
+    // One 147 KiB read of 1-byte chunks beside one read of the same body as a single
+    // chunk: the guard's cost must follow the bytes, not bytes × chunks (issue 10,
+    // finding 13: ~60 ms for the first before the guard parsed elements in place).
+    let mut one_byte_chunks = Vec::new();
+    one_byte_chunks
+        .extend_from_slice(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunks = 147 * 1024 / 6;
+    for _ in 0..chunks {
+        one_byte_chunks.extend_from_slice(b"1\r\nx\r\n");
+    }
+    one_byte_chunks.extend_from_slice(b"0\r\n\r\n");
+    let mut one_chunk = Vec::new();
+    one_chunk
+        .extend_from_slice(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let size = one_byte_chunks.len() - one_chunk.len() - 12;
+    one_chunk.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+    one_chunk.resize(one_chunk.len() + size, b'x');
+    one_chunk.extend_from_slice(b"\r\n0\r\n\r\n");
+    let mut group = c.benchmark_group("framing_guard/147KiB_read");
+    for (name, stream) in [
+        ("1-byte-chunks", &one_byte_chunks),
+        ("one-chunk", &one_chunk),
+    ] {
+        group.bench_function(name, |b| {
+            let verdicts = Arc::new(FramingVerdicts::default());
+            let mut guard = FramingGuard::new(64 * 1024, 200, Arc::clone(&verdicts));
+            b.iter(|| {
+                guard.feed(black_box(stream));
+                black_box(verdicts.next_is_sound())
+            })
+        });
+    }
+    group.finish();
 }
 
-criterion_group!(benches, router, framing);
+fn canonical(c: &mut Criterion) {
+    use portcullis::canonical::{Authority, PathOptions, normalize};
+    let mut group = c.benchmark_group("canonical");
+    let opts = PathOptions::default();
+    for (name, path) in [
+        ("path/plain", "/api/v1/users/42/orders"),
+        (
+            "path/dots-and-escapes",
+            "/api/./v1/%75sers/../users/42//orders%20x",
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(normalize(black_box(path), opts)))
+        });
+    }
+    group.bench_function("authority", |b| {
+        b.iter(|| black_box(Authority::parse(black_box(b"API.example.com:8443"))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, router, framing, canonical);
 criterion_main!(benches);

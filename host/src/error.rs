@@ -27,6 +27,10 @@ pub enum GatewayError {
     RateLimited { retry_after: Duration },
     #[error("request body larger than allowed")]
     BodyTooLarge,
+    #[error("the client stopped sending its request body")]
+    BodyTimeout,
+    #[error("the request body is malformed or was cut short")]
+    BadBody,
     #[error("request URI longer than allowed")]
     UriTooLong,
     #[error("request headers larger or more numerous than allowed")]
@@ -56,6 +60,8 @@ impl GatewayError {
             Self::IpDenied | Self::CorsRejected => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BadBody => StatusCode::BAD_REQUEST,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -78,6 +84,9 @@ impl GatewayError {
             Self::RateLimited { .. } => "RL",
             Self::BodyTooLarge | Self::UriTooLong | Self::HeadersTooLarge => "LIM",
             Self::BadRequest(_) => "BR",
+            // Envoy's flags: stream idle timeout, downstream protocol error.
+            Self::BodyTimeout => "SI",
+            Self::BadBody => "DPE",
             Self::UpstreamConnect => "UF",
             Self::UpstreamInvalid => "UPE",
             Self::UpstreamTimeout => "UT",
@@ -98,7 +107,8 @@ impl GatewayError {
             Self::BodyTooLarge => "urn:portcullis:problem:body-too-large",
             Self::UriTooLong => "urn:portcullis:problem:uri-too-long",
             Self::HeadersTooLarge => "urn:portcullis:problem:headers-too-large",
-            Self::BadRequest(_) => "urn:portcullis:problem:bad-request",
+            Self::BadRequest(_) | Self::BadBody => "urn:portcullis:problem:bad-request",
+            Self::BodyTimeout => "urn:portcullis:problem:body-timeout",
             Self::UpstreamConnect => "urn:portcullis:problem:upstream-unavailable",
             Self::UpstreamInvalid => "urn:portcullis:problem:upstream-invalid",
             Self::UpstreamTimeout => "urn:portcullis:problem:upstream-timeout",
@@ -125,6 +135,10 @@ impl GatewayError {
                 "The request headers are larger or more numerous than allowed.".into()
             }
             Self::BadRequest(why) => format!("The request is malformed: {why}."),
+            Self::BodyTimeout => {
+                "The request body stopped arriving; send it without pauses.".into()
+            }
+            Self::BadBody => "The request body is malformed or was cut short.".into(),
             Self::UpstreamConnect => "The upstream service could not be reached.".into(),
             Self::UpstreamInvalid => "The upstream service sent an invalid response.".into(),
             Self::UpstreamTimeout => "The upstream service did not answer in time.".into(),
@@ -166,8 +180,12 @@ impl GatewayError {
                 HeaderValue::from(retry_after_secs(retry_after)),
             );
         }
-        if matches!(self, Self::BadRequest(_)) {
-            // The framing of whatever follows on this connection cannot be trusted.
+        if matches!(
+            self,
+            Self::BadRequest(_) | Self::BadBody | Self::BodyTimeout
+        ) {
+            // The framing of whatever follows on this connection cannot be trusted, or
+            // the rest of an unread body stands between us and the next request.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -6,17 +6,18 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::{Counted, ProxyBody, empty, full};
+use crate::body::{ClientBody, ClientBodyError, Counted, ProxyBody, empty, full};
+use crate::canonical::{self, Authority};
 use crate::error::GatewayError;
 use crate::listener::Connection;
 use crate::listener::io::OpenRequest;
 use crate::plugin::{PluginRequest, PluginResponse, RequestOutcome};
 use crate::policy::{Cors, RateLimitKey, RateLimitVerdict};
 use crate::proxy;
-use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, normalize};
+use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, UpstreamHost};
 use crate::runtime::Runtime;
 use crate::telemetry::AccessRecord;
 
@@ -25,6 +26,11 @@ struct Exchange {
     /// The request id as a header value, made once for the upstream and the client.
     request_id: HeaderValue,
     client_ip: std::net::IpAddr,
+    /// The authority routed on, and sent upstream unless the route says otherwise.
+    authority: Option<Authority>,
+    /// Why the client address, authority or path could not be made canonical; the
+    /// request is refused before any stage acts on it.
+    malformed: Option<&'static str>,
     route: Option<RouteMatch>,
     /// Held with the response body: counts toward least-request until it is done.
     in_flight: Option<crate::upstream::InFlight>,
@@ -42,9 +48,29 @@ pub async fn handle(
     // Held until the response body is done, so the idle timeout never cuts a request.
     let open = OpenRequest::new(Arc::clone(&conn.activity));
     let request_id = proxy::request_id(req.headers());
-    let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), &conn.trusted_proxies);
-    let host = request_host(&req);
-    let path = normalize(req.uri().path()).into_owned();
+    // The canonical forms every later stage uses (see `canonical`). A form that cannot be
+    // made is refused in stage 1; the access log then shows what the client sent.
+    let mut malformed = None;
+    let client_ip = proxy::client_ip(conn.peer.ip(), req.headers(), &conn.trusted_proxies)
+        .unwrap_or_else(|e| {
+            malformed = Some(e.reason());
+            conn.peer.ip().to_canonical()
+        });
+    let authority =
+        Authority::of_request(req.version(), req.uri(), req.headers()).unwrap_or_else(|e| {
+            malformed = malformed.or(Some(e.reason()));
+            None
+        });
+    let host = authority
+        .as_ref()
+        .map_or_else(String::new, |a| a.host().to_owned());
+    let path = match canonical::normalize(req.uri().path(), conn.paths) {
+        Ok(path) => path.into_owned(),
+        Err(e) => {
+            malformed = malformed.or(Some(e.reason()));
+            req.uri().path().to_owned()
+        }
+    };
     let request_id_value =
         HeaderValue::from_str(&request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
     let mut record = AccessRecord {
@@ -71,6 +97,8 @@ pub async fn handle(
     let mut ex = Exchange {
         request_id: request_id_value,
         client_ip,
+        authority,
+        malformed,
         route: None,
         in_flight: None,
         rate_limits: RateLimitVerdict::default(),
@@ -116,12 +144,16 @@ async fn serve(
     req: Request<Incoming>,
     ex: &mut Exchange,
 ) -> Result<Response<ProxyBody>, GatewayError> {
-    // 1. Framing first: a request whose length is ambiguous must not reach any other
-    //    stage, whose view of the body could differ from the upstream's.
+    // 1. Framing and canonical forms first: a request whose length is ambiguous, or
+    //    whose client, host or path cannot be told unambiguously, must not reach any
+    //    other stage, whose view of it could differ from the upstream's.
     if req.version() <= Version::HTTP_11 && !conn.framing.next_is_sound() {
         return Err(GatewayError::BadRequest(
             "both Content-Length and Transfer-Encoding are present",
         ));
+    }
+    if let Some(why) = ex.malformed {
+        return Err(GatewayError::BadRequest(why));
     }
 
     // 2. Listener edge limits, before routing spends any work on the request.
@@ -175,7 +207,7 @@ async fn serve(
     charge_rate_limits(ex, &route, req.headers(), None, false)?;
 
     // 8. Body size: a declared length over the limit is refused before any upstream
-    //    work; a chunked body is cut off by `Limited` as it streams.
+    //    work; a chunked body is cut off by `ClientBody` as it streams.
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -185,15 +217,21 @@ async fn serve(
         return Err(GatewayError::BodyTooLarge);
     }
 
-    // The body streams from here on, counted for the access log and cut off at the
-    // route's limit whatever its framing.
+    // The body streams from here on, counted for the access log, cut off at the route's
+    // limit whatever its framing, and given a deadline between reads.
     let mut req = req;
     let upgrade = proxy::wants_upgrade(req.headers()) && req.version() == Version::HTTP_11;
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let bodiless = http_body::Body::is_end_stream(req.body());
     let (mut parts, body) = req.into_parts();
-    let counted = Counted::new(body, Arc::clone(&ex.record.bytes_in));
-    let mut body: ProxyBody = Limited::new(counted, limits.max_body_bytes as usize).boxed();
+    let mut body: ProxyBody = ClientBody::new(
+        body,
+        Arc::clone(&ex.record.bytes_in),
+        limits.max_body_bytes,
+        conn.limits.body_read_timeout,
+    )
+    .map_err(Into::into)
+    .boxed();
 
     // 9. The request pipeline: the route's plugins in order, after the host policies have
     //    refused what they can cheaply (a plugin call costs far more than a bucket check),
@@ -203,10 +241,10 @@ async fn serve(
     // The identity an auth plugin attached, for the response phase.
     let mut identity = None;
     if let Some(pipeline) = &route.pipeline {
-        let permit = pipeline.admit().await?;
-        let path_and_query = upstream_target(&route, ex, &parts.uri)?;
         // Plugins that read the body see all of it, so it is read here, up to the
-        // smallest cap among them; otherwise it keeps streaming past the plugins.
+        // smallest cap among them; otherwise it keeps streaming past the plugins. It is
+        // read before a pipeline permit is taken: a client that stalls its body must
+        // not hold a slot that other clients' requests need.
         let (buffered, streaming) = match pipeline.request_body_cap() {
             Some(cap) => (
                 Some(buffer(body, cap.min(limits.max_body_bytes)).await?),
@@ -214,6 +252,8 @@ async fn serve(
             ),
             None => (None, Some(body)),
         };
+        let permit = pipeline.admit().await?;
+        let path_and_query = upstream_target(&route, ex, &parts.uri)?;
         let mut request = PluginRequest {
             method: parts.method.clone(),
             path: path_and_query.path().to_owned(),
@@ -289,7 +329,7 @@ async fn serve(
             *response.headers_mut() = fixed.headers.clone();
             response
         }
-        RouteAction::Proxy { upstream, .. } => {
+        RouteAction::Proxy { upstream, host, .. } => {
             let path_and_query = match target {
                 Some(t) => t,
                 None => upstream_target(&route, ex, &parts.uri)?,
@@ -313,11 +353,20 @@ async fn serve(
                 conn.tls,
                 &ex.record.host,
             );
-            if !parts.headers.contains_key(header::HOST)
-                && let Ok(v) = HeaderValue::from_str(&ex.record.host)
-            {
-                // HTTP/2 clients send :authority only; upstreams expect a Host.
-                parts.headers.insert(header::HOST, v);
+            // The upstream hears of the host that was routed on, never a second `Host`
+            // the client slipped beside it (HTTP/2 clients send `:authority` only).
+            match (host, &ex.authority) {
+                (UpstreamHost::Fixed(value), _) => {
+                    parts.headers.insert(header::HOST, value.clone());
+                }
+                (UpstreamHost::Routed, Some(authority)) => {
+                    parts.headers.insert(header::HOST, authority.to_header());
+                }
+                // The client named none (HTTP/1.0), or the route asks for the
+                // target's own: the upstream client writes the target's authority.
+                (UpstreamHost::Routed, None) | (UpstreamHost::Target, _) => {
+                    parts.headers.remove(header::HOST);
+                }
             }
             parts
                 .headers
@@ -472,8 +521,10 @@ async fn buffer(mut body: ProxyBody, cap: u64) -> Result<bytes::Bytes, GatewayEr
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(frame) => frame,
-            Err(e) if is_length_limit(&*e) => return Err(GatewayError::BodyTooLarge),
-            Err(_) => return Err(GatewayError::BadRequest("the body could not be read")),
+            Err(e) => {
+                return Err(ClientBodyError::find(&*e)
+                    .map_or(GatewayError::BadBody, ClientBodyError::to_gateway_error));
+            }
         };
         if let Ok(data) = frame.into_data() {
             if (collected.len() + data.len()) as u64 > cap {
@@ -483,18 +534,6 @@ async fn buffer(mut body: ProxyBody, cap: u64) -> Result<bytes::Bytes, GatewayEr
         }
     }
     Ok(collected.freeze())
-}
-
-/// Whether the limit was hit, by this `Limited` or by the route's one inside it.
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
 }
 
 /// A body a plugin saw (or replaced) is sent whole, with its length.
@@ -534,27 +573,6 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum()
-}
-
-/// Lower-case host without port, from `Host` (HTTP/1.1) or the authority (HTTP/2).
-fn request_host<B>(req: &Request<B>) -> String {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
-    let raw = raw.rsplit('@').next().unwrap_or(raw);
-    let host = if raw.starts_with('[') {
-        raw.split(']').next().map_or(raw, |h| &raw[..h.len() + 1])
-    } else {
-        raw.split(':').next().unwrap_or(raw)
-    };
-    host.to_ascii_lowercase()
 }
 
 fn protocol_name(v: Version) -> &'static str {

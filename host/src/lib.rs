@@ -3,6 +3,7 @@
 //! The request path, stage by stage, is assembled in [`gateway`]; each stage lives in
 //! the module named for its job:
 //!
+//! - [`canonical`]: the authority and path every later stage uses, decided once;
 //! - [`config`]: the TOML file, parsed with positions for error messages;
 //! - [`runtime`]: semantic checks, and the live structures built from a config;
 //! - [`listener`]: TCP/TLS accept, HTTP/1.1 and HTTP/2 serving, connection limits;
@@ -24,6 +25,7 @@
 //! ```
 
 pub mod body;
+pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod gateway;

@@ -66,36 +66,80 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// The client's address: the peer, or, when the peer is a trusted proxy, the rightmost
-/// `X-Forwarded-For` entry that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let peer = peer.to_canonical();
-    if !is_trusted(peer, trusted) {
-        return peer;
+/// The client's address, walked from the peer leftwards through `X-Forwarded-For` the
+/// way nginx's `real_ip_recursive on` does: each hop is believed only while the one to
+/// its right is a trusted proxy, so the walk stops at the first untrusted address and
+/// never parses what lies left of it (a client writes whatever it likes there).
+///
+/// `Err` when a trusted proxy handed over an entry that is not an address: the request
+/// cannot be attributed to anyone, and attributing it to the proxy itself would let a
+/// client borrow the proxy's standing with IP policies (or share its rate-limit bucket
+/// with everyone behind it). Entries may carry a port (`1.2.3.4:5678`, `[::1]:80`).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Result<IpAddr, MalformedForwardedFor> {
+    let mut current = peer.to_canonical();
+    if !is_trusted(current, trusted) {
+        return Ok(current);
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all(X_FORWARDED_FOR) {
-        let Ok(s) = value.to_str() else { return peer };
-        for part in s.split(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip.to_canonical()),
-                Err(_) => return peer,
+    // Later header lines are nearer to us, as are later entries within a line.
+    let lines: Vec<&HeaderValue> = headers.get_all(X_FORWARDED_FOR).iter().collect();
+    for line in lines.into_iter().rev() {
+        let text = line.to_str().map_err(|_| MalformedForwardedFor)?;
+        for entry in text.rsplit(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            current = parse_hop(entry).ok_or(MalformedForwardedFor)?;
+            if !is_trusted(current, trusted) {
+                return Ok(current);
             }
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip, trusted))
-        .unwrap_or(peer)
+    // Every hop is a trusted proxy: the leftmost is the best the chain can tell.
+    Ok(current)
+}
+
+/// A trusted proxy's `X-Forwarded-For` holds an entry that is not an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedForwardedFor;
+
+impl MalformedForwardedFor {
+    /// Public text for the 400's `detail`.
+    pub fn reason(self) -> &'static str {
+        "X-Forwarded-For from a trusted proxy holds an entry that is not an address"
+    }
+}
+
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|n| n.contains(&ip))
 }
 
+/// Headers by which some upstream framework reads the client's address, scheme, port
+/// or path prefix. From a peer that is not a trusted proxy they are a forgery, and go.
+const CLIENT_CLAIMS: [HeaderName; 4] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+];
+
 /// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the chain is extended and
-/// its proto/host kept; from anyone else all three are replaced, so a client cannot
-/// forge its address or scheme to the upstream.
+/// its proto/host kept; from anyone else all three are replaced and the other headers
+/// that claim to describe the client (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`,
+/// `X-Forwarded-Prefix`) removed, so a client cannot forge its address or scheme to the
+/// upstream.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
@@ -105,6 +149,11 @@ pub fn set_forwarded(
 ) {
     let peer = peer.to_canonical();
     let from_proxy = is_trusted(peer, trusted);
+    if !from_proxy {
+        for name in &CLIENT_CLAIMS {
+            headers.remove(name);
+        }
+    }
     let prior: Vec<String> = if from_proxy {
         headers
             .get_all(X_FORWARDED_FOR)
@@ -182,8 +231,15 @@ mod tests {
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let peer: IpAddr = "1.2.3.4".parse().expect("ip");
-        assert_eq!(client_ip(peer, &h, &[]), peer);
+        h.insert(header::FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-port", HeaderValue::from_static("443"));
+        h.insert("x-forwarded-prefix", HeaderValue::from_static("/admin"));
+        assert_eq!(client_ip(peer, &h, &[]), Ok(peer));
         set_forwarded(&mut h, peer, &[], false, "example.com");
+        for name in &CLIENT_CLAIMS {
+            assert!(!h.contains_key(name), "{name} kept from an untrusted peer");
+        }
         assert_eq!(h[X_FORWARDED_FOR], "1.2.3.4");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "example.com");
@@ -198,12 +254,68 @@ mod tests {
         );
         let peer: IpAddr = "10.0.0.1".parse().expect("ip");
         let trusted = [net("10.0.0.0/8")];
-        assert_eq!(
-            client_ip(peer, &h, &trusted),
-            "9.9.9.9".parse::<IpAddr>().expect("ip")
-        );
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("9.9.9.9")));
         set_forwarded(&mut h, peer, &trusted, true, "example.com");
         assert_eq!(h[X_FORWARDED_FOR], "9.9.9.9, 10.0.0.2, 10.0.0.1");
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn xff(lines: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
+        }
+        h
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_untrusted_hop_and_never_parses_beyond_it() {
+        let trusted = [net("10.0.0.0/8")];
+        let peer = ip("10.0.0.1");
+        // A client's garbage left of its own address is never read.
+        let h = xff(&["garbage, 203.0.113.7"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("203.0.113.7")));
+        // A client claiming an internal address left of its own gains nothing.
+        let h = xff(&["10.9.9.9, 203.0.113.7, 10.0.0.2"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("203.0.113.7")));
+        // Repeated header lines are one list, the last line nearest.
+        let h = xff(&["198.51.100.1", "203.0.113.7", "10.0.0.3"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("203.0.113.7")));
+        // Ports and bracketed IPv6 are read; IPv4-mapped IPv6 is canonical.
+        let h = xff(&["203.0.113.7:5678"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("203.0.113.7")));
+        let h = xff(&["[2001:db8::1]:443"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("2001:db8::1")));
+        let h = xff(&["::ffff:203.0.113.7"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("203.0.113.7")));
+        // No header: the trusted peer is the client (a health checker on the proxy).
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), Ok(peer));
+        // Only trusted hops: the leftmost.
+        let h = xff(&["10.1.1.1, 10.2.2.2"]);
+        assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("10.1.1.1")));
+    }
+
+    #[test]
+    fn a_malformed_hop_from_a_trusted_proxy_is_never_the_proxy() {
+        let trusted = [net("10.0.0.0/8")];
+        let peer = ip("10.0.0.1");
+        for bad in ["unknown", "203.0.113.7, nonsense", "1.2.3.4.5", "_hidden"] {
+            let h = xff(&[bad]);
+            assert_eq!(
+                client_ip(peer, &h, &trusted),
+                Err(MalformedForwardedFor),
+                "{bad}"
+            );
+        }
+        // From an untrusted peer the header is never read at all.
+        let h = xff(&["unknown"]);
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &h, &trusted),
+            Ok(ip("203.0.113.9"))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod binary;
 mod crypto;
+mod edge;
 mod jwt_auth;
 mod key_auth;
 mod limits;

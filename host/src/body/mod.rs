@@ -1,6 +1,7 @@
 //! Body types shared by the request path: one boxed body for everything the gateway
-//! sends, and a wrapper that counts bytes as they stream (for the access log) and can
-//! hold a guard that runs when the body is finished or dropped.
+//! sends, a wrapper that counts bytes as they stream (for the access log) and can hold a
+//! guard that runs when the body is finished or dropped, and the client's request body
+//! under its size limit and read deadline ([`ClientBody`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+
+mod client;
+pub use client::{ClientBody, ClientBodyError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -245,6 +245,43 @@ pub struct ListenerConfig {
     pub trusted_proxies: Vec<Spanned<String>>,
     #[serde(default)]
     pub limits: ListenerLimits,
+    #[serde(default)]
+    pub paths: PathsConfig,
+}
+
+/// How a listener puts request paths into canonical form before routing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Read `//` as `/` (nginx's default).
+    #[serde(default = "defaults::yes")]
+    pub merge_slashes: bool,
+    /// `reject` (400, default) or `keep` (left escaped, within their segment).
+    #[serde(default)]
+    pub escaped_slashes: crate::canonical::EscapedSlashes,
+    /// `reject` (400, default) or `keep` (for backends with matrix parameters).
+    #[serde(default)]
+    pub semicolons: crate::canonical::Semicolons,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        Self {
+            merge_slashes: true,
+            escaped_slashes: crate::canonical::EscapedSlashes::default(),
+            semicolons: crate::canonical::Semicolons::default(),
+        }
+    }
+}
+
+impl PathsConfig {
+    pub fn options(&self) -> crate::canonical::PathOptions {
+        crate::canonical::PathOptions {
+            merge_slashes: self.merge_slashes,
+            escaped_slashes: self.escaped_slashes,
+            semicolons: self.semicolons,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +317,10 @@ pub struct ListenerLimits {
     pub header_read_timeout: Duration,
     #[serde(with = "humantime_serde", default = "defaults::idle_timeout")]
     pub idle_timeout: Duration,
+    /// Longest pause between two reads of a request body (nginx `client_body_timeout`;
+    /// on HTTP/2 the request side of Envoy's `stream_idle_timeout`); then 408.
+    #[serde(with = "humantime_serde", default = "defaults::body_read_timeout")]
+    pub body_read_timeout: Duration,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
 }
@@ -293,6 +334,7 @@ impl Default for ListenerLimits {
             max_body_bytes: defaults::max_body_bytes(),
             header_read_timeout: defaults::header_read_timeout(),
             idle_timeout: defaults::idle_timeout(),
+            body_read_timeout: defaults::body_read_timeout(),
             max_connections: defaults::max_connections(),
         }
     }
@@ -401,6 +443,11 @@ pub struct RouteConfig {
     #[serde(default)]
     pub priority: i32,
     pub upstream: Option<Spanned<String>>,
+    /// Send the upstream the host the request was routed on (default); `false` sends
+    /// the target's `host:port` instead.
+    pub preserve_host: Option<Spanned<bool>>,
+    /// Send the upstream this `Host` instead (not with `preserve_host = true`).
+    pub upstream_host: Option<Spanned<String>>,
     pub respond: Option<StaticResponseConfig>,
     pub rewrite: Option<Spanned<RewriteConfig>>,
     #[serde(default)]
@@ -512,6 +559,10 @@ mod defaults {
         Duration::from_secs(10)
     }
     pub fn idle_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// nginx's `client_body_timeout` default.
+    pub fn body_read_timeout() -> Duration {
         Duration::from_secs(60)
     }
     pub fn max_connections() -> usize {

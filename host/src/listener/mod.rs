@@ -36,6 +36,7 @@ pub struct Connection {
     pub limits: Arc<ListenerLimits>,
     pub framing: Arc<FramingVerdicts>,
     pub activity: Arc<Activity>,
+    pub paths: crate::canonical::PathOptions,
 }
 
 /// A bound listener, ready to serve.
@@ -52,6 +53,7 @@ struct ListenerSettings {
     tls: Option<tokio_rustls::TlsAcceptor>,
     trusted_proxies: Arc<Vec<IpNet>>,
     limits: Arc<ListenerLimits>,
+    paths: crate::canonical::PathOptions,
 }
 
 impl std::fmt::Debug for ListenerSettings {
@@ -73,6 +75,7 @@ impl BoundListener {
                 tls: spec.tls.clone().map(tokio_rustls::TlsAcceptor::from),
                 trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
                 limits: Arc::new(spec.limits.clone()),
+                paths: spec.paths,
             }),
         })
     }
@@ -181,6 +184,7 @@ impl ListenerSettings {
             limits: Arc::clone(&self.limits),
             framing: verdicts,
             activity: Arc::clone(&activity),
+            paths: self.paths,
         });
         let service = service_fn(move |req| {
             let runtime = Arc::clone(&runtime);

@@ -118,6 +118,14 @@ impl types::HostRequest for PluginState {
                 "a path starts with `/` and holds no `?`, `#` or spaces".into(),
             )));
         }
+        // What a plugin sends upstream is held to the rules a client's path is:
+        // `/../../etc/passwd` and `//evil.example/x` leave as `/etc/passwd` and
+        // `/evil.example/x`, and ambiguous escapes are refused.
+        let path =
+            match crate::canonical::normalize(&path, crate::canonical::PathOptions::default()) {
+                Ok(p) => p.into_owned(),
+                Err(e) => return Ok(Err(EditError::InvalidValue(e.reason().into()))),
+            };
         self.request_mut()?.path = path;
         Ok(Ok(()))
     }

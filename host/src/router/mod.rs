@@ -21,7 +21,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use regex::Regex;
 
-pub use path::{PathMatcher, Rewrite, Template, normalize};
+pub use path::{PathMatcher, Rewrite, Template};
 
 use crate::policy::RoutePolicies;
 use crate::upstream::Upstream;
@@ -36,7 +36,9 @@ pub enum HostMatcher {
 
 impl HostMatcher {
     pub fn parse(pattern: &str) -> Result<Self, String> {
+        // Request hosts lose a trailing dot (see `canonical`); patterns do the same.
         let p = pattern.to_ascii_lowercase();
+        let p = p.strip_suffix('.').map(str::to_owned).unwrap_or(p);
         if let Some(rest) = p.strip_prefix("*.") {
             if rest.is_empty() || rest.contains('*') {
                 return Err(format!("`{pattern}` is not a valid wildcard host"));
@@ -93,8 +95,21 @@ pub enum RouteAction {
     Proxy {
         upstream: Arc<Upstream>,
         rewrite: Option<Rewrite>,
+        host: UpstreamHost,
     },
     Respond(StaticResponse),
+}
+
+/// The `Host` a proxied request carries upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamHost {
+    /// The authority that was routed on (`preserve_host = true`, the default, as
+    /// Envoy does).
+    Routed,
+    /// The chosen target's `host:port` (`preserve_host = false`, Kong's default).
+    Target,
+    /// A fixed name (`upstream_host = "..."`), as Envoy's `host_rewrite_literal`.
+    Fixed(http::HeaderValue),
 }
 
 /// The built-in responder: a fixed answer without any upstream.

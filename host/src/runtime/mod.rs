@@ -21,7 +21,7 @@ use crate::plugin::HostServices;
 use crate::policy::{Cors, IpPolicy, RateLimitKey, RateLimitPolicy, RoutePolicies};
 use crate::router::{
     HostMatcher, PathMatcher, Rewrite, Route, RouteAction, Router, StaticResponse, Template,
-    ValueMatch, ValueMatcher,
+    UpstreamHost, ValueMatch, ValueMatcher,
 };
 use plugins::PluginBuilder;
 
@@ -36,6 +36,7 @@ pub struct ListenerSpec {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub trusted_proxies: Vec<IpNet>,
     pub limits: ListenerLimits,
+    pub paths: crate::canonical::PathOptions,
 }
 
 /// Everything a running gateway needs, built from one config.
@@ -149,6 +150,34 @@ impl Runtime {
     }
 }
 
+/// The `Host` a proxy route sends upstream, from `preserve_host` and `upstream_host`.
+fn upstream_host(r: &config::RouteConfig, d: &mut Diagnostics<'_>) -> Option<UpstreamHost> {
+    let preserve = r.preserve_host.as_ref().map(|p| *p.get_ref());
+    match (&r.upstream_host, preserve) {
+        (Some(name), Some(true)) => {
+            d.error(
+                name.span(),
+                "`upstream_host` replaces the host, so it cannot go with `preserve_host = true`",
+                Some("remove one of the two"),
+            );
+            None
+        }
+        (Some(name), _) => match crate::canonical::Authority::parse(name.get_ref().as_bytes()) {
+            Some(a) => Some(UpstreamHost::Fixed(a.to_header())),
+            None => {
+                d.error(
+                    name.span(),
+                    format!("`{}` is not a host[:port]", name.get_ref()),
+                    Some("write it like \"api.internal\" or \"api.internal:8443\""),
+                );
+                None
+            }
+        },
+        (None, Some(false)) => Some(UpstreamHost::Target),
+        (None, _) => Some(UpstreamHost::Routed),
+    }
+}
+
 fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
@@ -214,6 +243,7 @@ fn build_listener(
         tls,
         trusted_proxies,
         limits,
+        paths: l.paths.options(),
     })
 }
 
@@ -386,9 +416,10 @@ fn build_route(
                     .rewrite
                     .as_ref()
                     .and_then(|rw| build_rewrite(rw, &path, d));
-                Some(RouteAction::Proxy {
+                upstream_host(r, d).map(|host| RouteAction::Proxy {
                     upstream: Arc::clone(u),
                     rewrite,
+                    host,
                 })
             }
             None => {

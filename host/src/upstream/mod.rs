@@ -196,8 +196,11 @@ impl Upstream {
                     };
                 }
                 Ok(Err(e)) => {
-                    if has_source::<http_body_util::LengthLimitError>(&e) {
-                        return Err(GatewayError::BodyTooLarge);
+                    // The client's body failed on its way through: the client's fault,
+                    // answered as such and never held against the target.
+                    if let Some(client) = crate::body::ClientBodyError::find(&e) {
+                        tracing::debug!(upstream = %self.name, error = %error_chain(&e), "request body from the client failed");
+                        return Err(client.to_gateway_error());
                     }
                     tracing::warn!(upstream = %self.name, target = %target.authority, error = %error_chain(&e), "upstream request failed");
                     return Err(GatewayError::UpstreamInvalid);
@@ -222,11 +225,6 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         err.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
     })
-}
-
-/// Whether an error of type `T` is anywhere in `e`'s source chain.
-pub fn has_source<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    chain(e).any(|err| err.is::<T>())
 }
 
 /// The whole chain on one line, for operators' logs (never for clients).
