@@ -37,6 +37,8 @@ pub enum GatewayError {
     HeadersTooLarge,
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    #[error("the request method is not supported by the gateway")]
+    MethodNotImplemented,
     #[error("upstream connection failed")]
     UpstreamConnect,
     #[error("upstream response invalid")]
@@ -65,6 +67,7 @@ impl GatewayError {
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotImplemented => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamConnect | Self::UpstreamInvalid => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NoHealthyUpstream => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,7 +86,7 @@ impl GatewayError {
             Self::CorsRejected => "CORS",
             Self::RateLimited { .. } => "RL",
             Self::BodyTooLarge | Self::UriTooLong | Self::HeadersTooLarge => "LIM",
-            Self::BadRequest(_) => "BR",
+            Self::BadRequest(_) | Self::MethodNotImplemented => "BR",
             // Envoy's flags: stream idle timeout, downstream protocol error.
             Self::BodyTimeout => "SI",
             Self::BadBody => "DPE",
@@ -109,6 +112,7 @@ impl GatewayError {
             Self::HeadersTooLarge => "urn:portcullis:problem:headers-too-large",
             Self::BadRequest(_) | Self::BadBody => "urn:portcullis:problem:bad-request",
             Self::BodyTimeout => "urn:portcullis:problem:body-timeout",
+            Self::MethodNotImplemented => "urn:portcullis:problem:method-not-implemented",
             Self::UpstreamConnect => "urn:portcullis:problem:upstream-unavailable",
             Self::UpstreamInvalid => "urn:portcullis:problem:upstream-invalid",
             Self::UpstreamTimeout => "urn:portcullis:problem:upstream-timeout",
@@ -139,6 +143,7 @@ impl GatewayError {
                 "The request body stopped arriving; send it without pauses.".into()
             }
             Self::BadBody => "The request body is malformed or was cut short.".into(),
+            Self::MethodNotImplemented => "This gateway does not tunnel (CONNECT).".into(),
             Self::UpstreamConnect => "The upstream service could not be reached.".into(),
             Self::UpstreamInvalid => "The upstream service sent an invalid response.".into(),
             Self::UpstreamTimeout => "The upstream service did not answer in time.".into(),

@@ -155,6 +155,16 @@ async fn serve(
     if let Some(why) = ex.malformed {
         return Err(GatewayError::BadRequest(why));
     }
+    // Tunnels through the gateway would carry any request past every route (Pingora
+    // refuses CONNECT by default too); the authority-form target is CONNECT's alone.
+    if req.method() == Method::CONNECT {
+        return Err(GatewayError::MethodNotImplemented);
+    }
+    if req.uri().scheme().is_none() && req.uri().authority().is_some() {
+        return Err(GatewayError::BadRequest(
+            "an authority-form target is only for CONNECT",
+        ));
+    }
 
     // 2. Listener edge limits, before routing spends any work on the request.
     let listener_limits = RequestLimits::of_listener(&conn.limits);
@@ -224,6 +234,10 @@ async fn serve(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let bodiless = http_body::Body::is_end_stream(req.body());
     let (mut parts, body) = req.into_parts();
+    // Hop-by-hop headers are the client's business with us, not the plugins' or the
+    // upstream's; removed before plugins run, so that a header a plugin sets (an identity
+    // for the upstream, say) cannot be named away by the client's `Connection`.
+    proxy::strip_hop_by_hop(&mut parts.headers, upgrade);
     let mut body: ProxyBody = ClientBody::new(
         body,
         Arc::clone(&ex.record.bytes_in),
@@ -345,7 +359,6 @@ async fn serve(
             );
             let retryable = idempotent && bodiless;
 
-            proxy::strip_hop_by_hop(&mut parts.headers, upgrade);
             proxy::set_forwarded(
                 &mut parts.headers,
                 conn.peer.ip(),

@@ -34,8 +34,23 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header names. With `upgrade`,
-/// the `Upgrade` handshake headers are kept so the tunnel can be set up end to end.
+/// Headers the gateway itself writes or reads the client's identity from. `Connection`
+/// may not name them: `Connection: X-Forwarded-For` from behind a trusted proxy would
+/// otherwise drop the chain the gateway took the client's address from, and the
+/// upstream would see the proxy as the client (hop-by-hop header abuse).
+const NOT_HOP_BY_HOP: [HeaderName; 7] = [
+    header::HOST,
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    HeaderName::from_static("x-real-ip"),
+    X_REQUEST_ID,
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header names (except the
+/// gateway's own, [`NOT_HOP_BY_HOP`]). With `upgrade`, the `Upgrade` handshake headers
+/// are kept so the tunnel can be set up end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -43,6 +58,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !NOT_HOP_BY_HOP.contains(name))
         .collect();
     // `TE: trailers` is end-to-end in practice (gRPC needs it).
     let te_trailers = headers
@@ -128,11 +144,28 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// Headers by which some upstream framework reads the client's address, scheme, port
 /// or path prefix. From a peer that is not a trusted proxy they are a forgery, and go.
-const CLIENT_CLAIMS: [HeaderName; 4] = [
+///
+/// The list follows what frameworks and CDNs read: the address (`X-Real-IP`,
+/// `True-Client-IP`, `X-Client-IP`, `X-Cluster-Client-IP`), the scheme, port, host and
+/// prefix (`X-Forwarded-Scheme/Port/Prefix/Server`, `X-Host`, `X-Original-Host`), and
+/// the URL rewrite headers some frameworks obey (`X-Original-URL`, `X-Rewrite-URL`,
+/// `X-Forwarded-Uri`), which would route a request past the gateway's path policies.
+const CLIENT_CLAIMS: [HeaderName; 15] = [
     header::FORWARDED,
     HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-ssl"),
 ];
 
 /// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the chain is extended and
@@ -178,10 +211,12 @@ pub fn set_forwarded(
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
     }
-    if (!from_proxy || !headers.contains_key(X_FORWARDED_HOST))
-        && let Ok(v) = HeaderValue::from_str(host)
-    {
-        headers.insert(X_FORWARDED_HOST, v);
+    if !from_proxy || !headers.contains_key(X_FORWARDED_HOST) {
+        // No host (HTTP/1.0 without one) means no claim about it either.
+        match HeaderValue::from_str(host) {
+            Ok(v) if !host.is_empty() => headers.insert(X_FORWARDED_HOST, v),
+            _ => headers.remove(X_FORWARDED_HOST),
+        };
     }
 }
 
@@ -316,6 +351,22 @@ mod tests {
             client_ip(ip("203.0.113.9"), &h, &trusted),
             Ok(ip("203.0.113.9"))
         );
+    }
+
+    #[test]
+    fn connection_cannot_name_the_gateways_own_headers() {
+        let mut h = xff(&["203.0.113.7"]);
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Forwarded-For, x-request-id, host, x-other"),
+        );
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("r1"));
+        h.insert(header::HOST, HeaderValue::from_static("a.test"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h[X_FORWARDED_FOR], "203.0.113.7");
+        assert!(h.contains_key(X_REQUEST_ID) && h.contains_key(header::HOST));
+        assert!(!h.contains_key("x-other"));
     }
 
     #[test]

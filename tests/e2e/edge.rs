@@ -269,6 +269,17 @@ upstream = "svc"
         .send(via("127.0.0.9, 203.0.113.7"))
         .await;
     assert_eq!(reply.status, 403);
+    // `Connection` cannot drop the chain the client's address was taken from.
+    let up_req = request("GET", "h", "/echo")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("connection", "X-Forwarded-For")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let seen = Conn::h1(gw.addr()).await.send(up_req).await.json();
+    assert_eq!(
+        seen["headers"]["x-forwarded-for"],
+        serde_json::json!(["203.0.113.7, 127.0.0.1"])
+    );
     // The proxy's own traffic still is the proxy's.
     assert_eq!(
         Conn::h1(gw.addr())
@@ -290,6 +301,10 @@ async fn client_claims_about_itself_are_stripped_from_untrusted_peers() {
         .header("x-real-ip", "10.0.0.1")
         .header("x-forwarded-port", "443")
         .header("x-forwarded-prefix", "/admin")
+        .header("x-original-url", "/admin")
+        .header("x-rewrite-url", "/admin")
+        .header("true-client-ip", "10.0.0.1")
+        .header("x-client-ip", "10.0.0.1")
         .body(Full::new(Bytes::new()))
         .expect("request");
     let seen = Conn::h1(gw.addr()).await.send(req).await.json();
@@ -298,6 +313,10 @@ async fn client_claims_about_itself_are_stripped_from_untrusted_peers() {
         "x-real-ip",
         "x-forwarded-port",
         "x-forwarded-prefix",
+        "x-original-url",
+        "x-rewrite-url",
+        "true-client-ip",
+        "x-client-ip",
     ] {
         assert!(
             seen["headers"][name].is_null(),
@@ -358,11 +377,28 @@ async fn host_headers_that_are_missing_repeated_or_malformed_get_400() {
             "absolute target with user info",
             "GET http://u@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
         ),
+        // One trailing dot is the same name; two are an empty label a backend may trim.
+        (
+            "two trailing dots",
+            "GET / HTTP/1.1\r\nHost: a.test..\r\n\r\n",
+        ),
+        ("empty label", "GET / HTTP/1.1\r\nHost: a..test\r\n\r\n"),
+        (
+            "authority-form target",
+            "GET a.test:80 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        ),
     ] {
         let answer = raw(gw.addr(), head.as_bytes()).await;
         assert!(!answer.is_empty(), "{what}: empty reply");
         assert_eq!(raw_status(&answer), 400, "{what}: {answer}");
     }
+    // Tunnels would carry anything past every route.
+    let answer = raw(
+        gw.addr(),
+        b"CONNECT a.test:80 HTTP/1.1\r\nHost: a.test:80\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw_status(&answer), 501, "{answer}");
     assert_eq!(up.requests(), 0, "nothing malformed reached the upstream");
     // HTTP/1.0 may leave Host out.
     let answer = raw(gw.addr(), b"GET / HTTP/1.0\r\n\r\n").await;
@@ -505,26 +541,7 @@ fn route_for(path: &str) -> &'static str {
 /// too), `\` read as `/`, `;` parameters dropped from each segment (servlet style),
 /// slashes merged and dot segments removed.
 fn backend_view(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match escape {
-            Some(b) => {
-                decoded.push(b);
-                i += 3;
-            }
-            None => {
-                decoded.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
+    let decoded = portcullis::canonical::percent_decode(path);
     let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
     let mut out: Vec<&str> = Vec::new();
     for seg in text.split('/') {
@@ -576,6 +593,9 @@ async fn paths_that_spell_the_protected_prefix_another_way_reach_it_or_are_refus
         "/;x/admin",
         "/admin;jsessionid=1",
         "/public/..%3B/admin",
+        "/%2561dmin",
+        "/public/%252e%252e/admin",
+        "/public/%c0%ae%c0%ae/admin",
         "/public/a%2Fb",
         "/public/a%5Cb",
         "/public/%zz",

@@ -73,9 +73,11 @@ impl Authority {
             Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse::<u16>().ok()?),
             Some(_) => return None,
         };
-        // `example.com.` is the same name as `example.com` (a fully qualified form).
+        // `example.com.` is the same name as `example.com` (a fully qualified form). Only
+        // one dot goes: a name with an empty label (`a..b`, `.a`, `a..`) is no name, and
+        // a backend that trims differently would serve another host than was routed.
         let host = host.strip_suffix('.').unwrap_or(host);
-        if host.is_empty() {
+        if host.is_empty() || (!host.starts_with('[') && host.split('.').any(str::is_empty)) {
             return None;
         }
         Some(Self {
@@ -189,6 +191,10 @@ mod tests {
             b"host:99999",
             b"host:port",
             b".",
+            b"..",
+            b"a.test..",
+            b".a.test",
+            b"a..test",
             b"",
             b"a,b",
             b"a/b",

@@ -8,4 +8,4 @@ mod authority;
 mod path;
 
 pub use authority::{Authority, AuthorityError};
-pub use path::{EscapedSlashes, PathError, PathOptions, Semicolons, normalize};
+pub use path::{EscapedSlashes, PathError, PathOptions, Semicolons, normalize, percent_decode};

@@ -5,17 +5,21 @@
 //! In order, following RFC 3986 §6.2.2 (syntax-based normalisation):
 //! 1. percent-escapes are checked (`%` and two hex digits, else 400); escapes of
 //!    unreserved characters (`%61` → `a`, `%2E` → `.`) are decoded, the rest keep their
-//!    escape with upper-case hex; `%00` is refused;
+//!    escape with upper-case hex; `%00`, double-encoded escapes (`%252e`) and escapes
+//!    that do not decode to UTF-8 (the overlong `%C0%AE`) are refused;
 //! 2. an escaped `/` or `\` (`%2F`, `%5C`) is refused or kept escaped, by the listener's
 //!    `escaped_slashes` (Envoy's `path_with_escaped_slashes_action`); a raw `\` is
 //!    refused, since some backends read it as `/`;
 //! 3. runs of `/` are merged when `merge_slashes` is on (nginx's default);
-//! 3. `;` (raw or `%3B`) is refused by default (`semicolons`): servlet containers cut
+//! 4. `;` (raw or `%3B`) is refused by default (`semicolons`): servlet containers cut
 //!    `;parameters` off each segment, so `/admin;x` and `/;x/admin` would reach their
 //!    `/admin` past the gateway's `/admin` route;
-//! 4. dot segments are removed (§5.2.4); where `;` is kept, a dot or empty segment
+//! 5. dot segments are removed (§5.2.4); where `;` is kept, a dot or empty segment
 //!    carrying parameters (`..;x`, `/;x/`) is still refused.
 //!
+//! Not done, as in Envoy and nginx: case folding, and the trimming of trailing dots and
+//! spaces that Windows file systems do (`/ADMIN`, `/admin.`); routes match paths as
+//! written, and backends with such rules need routes (or regexes) that say so.
 //! The query is not touched.
 
 use std::borrow::Cow;
@@ -72,6 +76,8 @@ pub enum PathError {
     Backslash,
     Semicolon,
     DotSegmentParameters,
+    DoubleEncoded,
+    NotUtf8,
 }
 
 impl PathError {
@@ -83,6 +89,8 @@ impl PathError {
             Self::EscapedSlash => "the path contains an escaped `/` or `\\`",
             Self::Backslash => "the path contains a backslash",
             Self::Semicolon => "the path contains `;` (path parameters)",
+            Self::DoubleEncoded => "the path contains a double-encoded escape (`%25` and hex)",
+            Self::NotUtf8 => "the path's escapes do not decode to UTF-8",
             Self::DotSegmentParameters => {
                 "the path contains a dot or empty segment with parameters (`..;`, `/;`)"
             }
@@ -188,6 +196,13 @@ fn decode_unreserved(path: &str, opts: PathOptions) -> Result<String, PathError>
                     b';' if opts.semicolons == Semicolons::Reject => {
                         return Err(PathError::Semicolon);
                     }
+                    // `%252e`: a backend that decodes twice sees `.`; no client needs it.
+                    b'%' if bytes
+                        .get(i + 3..i + 5)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
+                        return Err(PathError::DoubleEncoded);
+                    }
                     v if v.is_ascii_alphanumeric() || b"-._~".contains(&v) => {
                         out.push(char::from(v));
                     }
@@ -212,7 +227,41 @@ fn decode_unreserved(path: &str, opts: PathOptions) -> Result<String, PathError>
             }
         }
     }
+    if !escapes_decode_to_utf8(&out) {
+        return Err(PathError::NotUtf8);
+    }
     Ok(out)
+}
+
+/// Whether the escapes left in `path` decode to valid UTF-8: overlong forms such as
+/// `%C0%AE` (a `.` to lenient decoders) and stray bytes are refused.
+fn escapes_decode_to_utf8(path: &str) -> bool {
+    std::str::from_utf8(&percent_decode(path)).is_ok()
+}
+
+/// Every well-formed escape of `text` decoded once; anything else is kept as it is.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(b) => {
+                decoded.push(b);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    decoded
 }
 
 #[cfg(test)]
@@ -275,6 +324,14 @@ mod tests {
         assert_eq!(norm("/a%zz"), Err(PathError::InvalidEscape));
         assert_eq!(norm("/a%4"), Err(PathError::InvalidEscape));
         assert_eq!(norm("/a%"), Err(PathError::InvalidEscape));
+        assert_eq!(norm("/%2561dmin"), Err(PathError::DoubleEncoded));
+        assert_eq!(
+            norm("/public/%252e%252e/admin"),
+            Err(PathError::DoubleEncoded)
+        );
+        assert_eq!(norm("/public/%c0%ae%c0%ae/admin"), Err(PathError::NotUtf8));
+        assert_eq!(norm("/x/%ff"), Err(PathError::NotUtf8));
+        assert_eq!(norm("/100%25"), Ok("/100%25".into()));
         assert_eq!(norm("/public/..;/admin"), Err(PathError::Semicolon));
         assert_eq!(norm("/admin;x"), Err(PathError::Semicolon));
         assert_eq!(norm("/a%3bb"), Err(PathError::Semicolon));
