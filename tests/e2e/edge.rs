@@ -712,3 +712,122 @@ async fn an_invalid_chunk_is_the_clients_fault() {
     let reply = Conn::h1(gw.addr()).await.send(get("h", "/after")).await;
     assert_eq!(reply.status, 200);
 }
+
+// Finding 6 (part): a plugin could answer with a status of 600-999.
+
+const PLUGINS: &str = "[plugins]\nmax_instances = 16\ncache_dir = \"{dir}/cache\"\n";
+
+#[tokio::test]
+async fn plugins_cannot_send_statuses_past_599() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "reply"
+path = {{ prefix = "/reply" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{responder}"
+config = {{ status = 600, body = "odd" }}
+
+[[routes]]
+id = "edit"
+path = {{ prefix = "/edit" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{ from = 200, to = 999 }}
+"#,
+        upstream_block("app", &up),
+        responder = plugins::RESPONDER,
+        editor = plugins::RESPONSE_EDITOR,
+    );
+    let gw = TestGateway::start(&config).await;
+    for path in ["/reply", "/edit"] {
+        let answer = raw(
+            gw.addr(),
+            format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        // The entry fails closed: a 500 problem, never `HTTP/1.1 600`.
+        assert_eq!(raw_status(&answer), 500, "{path}: {answer}");
+    }
+}
+
+// Finding 11: outbound grants allowed any port without one, a plugin-set `Host`, and
+// never matched IPv6.
+
+#[tokio::test]
+async fn outbound_grants_hold_to_port_host_and_ipv6() {
+    let target = TestUpstream::start("target").await;
+    let up = TestUpstream::start("app").await;
+    // An IPv6 loopback server answering 204 to each request.
+    let v6 = tokio::net::TcpListener::bind("[::1]:0")
+        .await
+        .expect("bind [::1]");
+    let v6_addr = v6.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = v6.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "portless-grant"
+path = {{ prefix = "/portless" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://127.0.0.1:{port}/x" }}
+grants = {{ http = ["127.0.0.1"] }}
+
+[[routes]]
+id = "host-header"
+path = {{ prefix = "/host" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://{target}/x", headers = [["host", "admin.internal"]] }}
+grants = {{ http = ["{target}"] }}
+
+[[routes]]
+id = "ipv6"
+path = {{ prefix = "/v6" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://{v6_addr}/x" }}
+grants = {{ http = ["{v6_addr}"] }}
+"#,
+        upstream_block("app", &up),
+        fetcher = plugins::FETCHER,
+        port = target.addr.port(),
+        target = target.addr,
+    );
+    let gw = TestGateway::start(&config).await;
+    let fetched = |echo: serde_json::Value| {
+        echo["headers"]["x-fetch"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut conn = Conn::h1(gw.addr()).await;
+    let portless = fetched(conn.send(get("h", "/portless")).await.json());
+    assert!(portless.contains("HostNotGranted"), "{portless}");
+    let host = fetched(conn.send(get("h", "/host")).await.json());
+    assert!(host.contains("InvalidRequest"), "{host}");
+    assert_eq!(target.requests(), 0, "neither request may reach the target");
+    let v6 = fetched(conn.send(get("h", "/v6")).await.json());
+    assert_eq!(v6, "status:204");
+}

@@ -152,7 +152,8 @@ impl Default for BudgetsConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantsConfig {
-    /// Hosts (`name` or `name:port`) the plugin may call, or fetch key sets from.
+    /// Hosts (`name` or `name:port`) the plugin may call, or fetch key sets from. A bare
+    /// name allows the URL scheme's default port only (80 or 443).
     #[serde(default)]
     pub http: Vec<Spanned<String>>,
     /// Name of a cache namespace shared with every plugin granted the same name.

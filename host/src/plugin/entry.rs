@@ -61,7 +61,9 @@ pub enum InstanceMode {
     },
 }
 
-/// A granted outbound host: `name` alone allows any port.
+/// A granted outbound host. `name` alone allows the scheme's default port only (80 for
+/// `http`, 443 for `https`): a grant for `auth.example.com` must not open its admin port.
+/// IPv6 hosts are kept without brackets, on both sides of the comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostGrant {
     pub host: String,
@@ -69,8 +71,13 @@ pub struct HostGrant {
 }
 
 impl HostGrant {
-    pub fn permits(&self, host: &str, port: u16) -> bool {
-        self.host.eq_ignore_ascii_case(host) && self.port.is_none_or(|p| p == port)
+    /// Whether a request to `host:port` is granted; `default_port` is the URL scheme's.
+    pub fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        self.host.eq_ignore_ascii_case(host) && self.port.unwrap_or(default_port) == port
     }
 }
 
@@ -80,6 +87,24 @@ pub struct Grants {
     pub http: Vec<HostGrant>,
     pub cache: Option<Arc<CacheNamespace>>,
     pub crypto: bool,
+}
+
+impl Grants {
+    /// Whether an absolute `http`/`https` URL names a granted host and port.
+    pub fn permits_url(&self, uri: &http::Uri) -> bool {
+        let default_port = match uri.scheme_str() {
+            Some("http") => 80,
+            Some("https") => 443,
+            _ => return false,
+        };
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let port = uri.port_u16().unwrap_or(default_port);
+        self.http
+            .iter()
+            .any(|g| g.permits(host, port, default_port))
+    }
 }
 
 /// What every store of an entry shares.

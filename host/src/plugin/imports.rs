@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
@@ -254,14 +254,11 @@ impl types::HostResponse for PluginState {
     }
 
     fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> Edit {
-        let Ok(s) = StatusCode::from_u16(status) else {
-            return Ok(Err(EditError::InvalidValue("a status is 100–599".into())));
-        };
-        if s.is_informational() {
+        let Some(s) = super::state::final_status(status) else {
             return Ok(Err(EditError::InvalidValue(
-                "informational statuses cannot end a response".into(),
+                "a final status is 200–599".into(),
             )));
-        }
+        };
         self.response_mut()?.status = s;
         Ok(Ok(()))
     }
@@ -423,7 +420,7 @@ impl outbound_http::Host for PluginState {
             (None, "https") => 443,
             _ => return Ok(Err(HttpError::InvalidRequest("only http and https".into()))),
         };
-        if !self.entry.grants.http.iter().any(|g| g.permits(host, port)) {
+        if !self.entry.grants.permits_url(&uri) {
             return Ok(Err(HttpError::HostNotGranted(format!("{host}:{port}"))));
         }
         if self.outbound_left == 0 {
@@ -447,6 +444,13 @@ impl outbound_http::Host for PluginState {
                     "bad header `{name}`"
                 ))));
             };
+            // The grant checked the URL's host; a `Host` of the plugin's choosing would
+            // reach another virtual host behind the same address.
+            if n == http::header::HOST {
+                return Ok(Err(HttpError::InvalidRequest(
+                    "`host` comes from the URL and cannot be set".into(),
+                )));
+            }
             builder = builder.header(n, v);
         }
         let body = Full::new(Bytes::from(request.body))
@@ -542,16 +546,9 @@ impl crypto::Host for PluginState {
         let key_sets = &self.entry.services.key_sets;
         let keys = match &keys {
             KeySource::JwksUrl(url) => {
-                let granted = url.parse::<http::Uri>().ok().is_some_and(|u| {
-                    let port = u.port_u16().unwrap_or(match u.scheme_str() {
-                        Some("https") => 443,
-                        _ => 80,
-                    });
-                    matches!(u.scheme_str(), Some("http" | "https"))
-                        && u.host().is_some_and(|h| {
-                            self.entry.grants.http.iter().any(|g| g.permits(h, port))
-                        })
-                });
+                let granted = url
+                    .parse::<http::Uri>()
+                    .is_ok_and(|u| self.entry.grants.permits_url(&u));
                 if !granted {
                     return Ok(Err(VerifyError::InvalidKeys(format!(
                         "the host of `{url}` is not listed in grants.http"

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::bindings::{Action, Identity, Phases, Reply};
@@ -224,13 +224,10 @@ fn reply_response(
     entry: &Entry,
     request: &PluginRequest,
 ) -> Result<PluginResponse, PluginFailure> {
-    let status = StatusCode::from_u16(reply.status)
-        .ok()
-        .filter(|s| !s.is_informational())
-        .ok_or(PluginFailure::Error(format!(
-            "replied with invalid status {}",
-            reply.status
-        )))?;
+    let status = super::state::final_status(reply.status).ok_or(PluginFailure::Error(format!(
+        "replied with invalid status {}",
+        reply.status
+    )))?;
     if reply.body.len() as u64 > entry.info.budgets.body_bytes {
         return Err(PluginFailure::OutputTooLarge(
             "reply body over `body_bytes`",

@@ -176,6 +176,16 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// for the whole head; one value past this is a bug or an attack, not a header.
 pub const MAX_HEADER_VALUE: usize = 16 * 1024;
 
+/// A status a plugin may end a response with: 200–599. `StatusCode::from_u16` takes
+/// 100–999, and a 600 reached clients as `HTTP/1.1 600`; informational statuses cannot
+/// end a response.
+pub fn final_status(status: u16) -> Option<StatusCode> {
+    (200..=599)
+        .contains(&status)
+        .then(|| StatusCode::from_u16(status).ok())
+        .flatten()
+}
+
 /// Headers that describe the connection or the framing, which the gateway owns.
 pub fn is_forbidden_header(name: &HeaderName) -> bool {
     matches!(

@@ -432,10 +432,17 @@ mod tests {
     #[test]
     fn host_grants_are_bare_hosts_with_optional_ports() {
         let g = parse_host_grant("Auth.Example.com").expect("host");
-        assert!(g.permits("auth.example.com", 443));
+        assert!(g.permits("auth.example.com", 443, 443));
+        assert!(g.permits("auth.example.com", 80, 80));
+        // Without a port, only the scheme's own.
+        assert!(!g.permits("auth.example.com", 8443, 443));
         let g = parse_host_grant("127.0.0.1:8081").expect("host:port");
-        assert!(g.permits("127.0.0.1", 8081));
-        assert!(!g.permits("127.0.0.1", 8082));
+        assert!(g.permits("127.0.0.1", 8081, 80));
+        assert!(!g.permits("127.0.0.1", 8082, 80));
+        // IPv6 grants match the bracketed host of a URL.
+        let g = parse_host_grant("[::1]:8081").expect("ipv6");
+        assert!(g.permits("[::1]", 8081, 80));
+        assert!(!g.permits("[::1]", 8082, 80));
         for bad in ["https://a.example", "a.example/path", "", "user@a.example"] {
             assert!(parse_host_grant(bad).is_none(), "{bad}");
         }

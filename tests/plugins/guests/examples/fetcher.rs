@@ -1,4 +1,4 @@
-//! Calls `url` through outbound HTTP and reports the result in the request header `x-fetch` (`status:N` or `error:...`), then continues. Pointed at a slow URL it is the slow plugin: it sleeps through a host import.
+//! Calls `url` (with `headers`, if any) through outbound HTTP and reports the result in the request header `x-fetch` (`status:N` or `error:...`), then continues. Pointed at a slow URL it is the slow plugin: it sleeps through a host import.
 
 #[allow(unused_imports)]
 use portcullis_sdk::{
@@ -9,12 +9,16 @@ use portcullis_sdk::{
 #[derive(serde::Deserialize)]
 struct Config {
     url: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
 }
 struct Fetcher;
 impl Plugin for Fetcher {
     type Config = Config;
     fn on_request(config: &Config, request: &mut Request<'_>) -> portcullis_sdk::Result<Action> {
-        let outcome = match http::send(&http::OutgoingRequest::get(&config.url)) {
+        let mut outgoing = http::OutgoingRequest::get(&config.url);
+        outgoing.headers.clone_from(&config.headers);
+        let outcome = match http::send(&outgoing) {
             Ok(response) => format!("status:{}", response.status),
             Err(e) => format!("error:{e:?}"),
         };
