@@ -398,7 +398,7 @@ async fn serve(
                 // A 101 the client did not ask for cannot be relayed. Tunnels are not
                 // shown to response plugins: there is no response to edit, only bytes.
                 let client = client_upgrade.ok_or(GatewayError::UpstreamInvalid)?;
-                proxy::tunnel(client, upstream_upgrade);
+                conn.tunnels.open(client, upstream_upgrade);
                 head.headers.remove(header::TRANSFER_ENCODING);
                 return Ok(Response::from_parts(head, empty()));
             }

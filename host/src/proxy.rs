@@ -1,10 +1,9 @@
 //! Header work around the upstream call: hop-by-hop removal, `X-Forwarded-*`, the client
-//! address behind trusted proxies, request ids, and WebSocket (Upgrade) tunnelling.
+//! address behind trusted proxies, request ids. (Upgraded tunnels: `listener::tunnel`.)
 
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -232,24 +231,6 @@ pub fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
-}
-
-/// Joins the client's and the upstream's upgraded connections once both switch.
-pub fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade did not complete");
-                return;
-            }
-        };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(error = %e, "upgraded tunnel closed with an error");
-        }
-    });
 }
 
 #[cfg(test)]

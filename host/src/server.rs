@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::listener::BoundListener;
@@ -22,6 +23,8 @@ pub struct RunningGateway {
     pub addresses: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tracker: TaskTracker,
+    /// Cancelled when the drain timeout ends: closes what is still open (tunnels).
+    closing: CancellationToken,
     accept_loops: Vec<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
     drain_timeout: Duration,
@@ -40,10 +43,18 @@ impl RunningGateway {
         let runtime = Arc::new(runtime);
         let (shutdown, rx) = watch::channel(false);
         let tracker = TaskTracker::new();
+        let closing = CancellationToken::new();
         let addresses: Vec<SocketAddr> = bound.iter().map(|l| l.local_addr).collect();
         let accept_loops = bound
             .into_iter()
-            .map(|l| tokio::spawn(l.serve(Arc::clone(&runtime), rx.clone(), tracker.clone())))
+            .map(|l| {
+                tokio::spawn(l.serve(
+                    Arc::clone(&runtime),
+                    rx.clone(),
+                    tracker.clone(),
+                    closing.clone(),
+                ))
+            })
             .collect();
         let policies = runtime.rate_limits.clone();
         let sweeper = tokio::spawn(async move {
@@ -59,6 +70,7 @@ impl RunningGateway {
             addresses,
             shutdown,
             tracker,
+            closing,
             accept_loops,
             sweeper,
             drain_timeout: runtime.drain_timeout,
@@ -85,6 +97,7 @@ impl RunningGateway {
                 "drain timeout reached; closing remaining connections"
             );
         }
+        self.closing.cancel();
         drained
     }
 }

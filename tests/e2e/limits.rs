@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::client::{Conn, get, raw, raw_status, request};
+use crate::support::client::{Conn, closed_by_peer, get, raw, raw_status, request};
 use crate::support::upstream::TestUpstream;
 use crate::support::{LISTENER, TestGateway};
 
@@ -14,21 +14,6 @@ fn config(upstream: std::net::SocketAddr, limits: &str, route_extra: &str) -> St
         "version = 1\n{LISTENER}[listeners.limits]\n{limits}\n\n[upstreams.svc]\ntargets = [\"{upstream}\"]\n\n\
          [[routes]]\nid = \"all\"\nupstream = \"svc\"\n{route_extra}\n"
     )
-}
-
-/// Reads until the peer closes; `true` when it closed (rather than the patience ran out).
-async fn closed_by_peer(tcp: &mut tokio::net::TcpStream) -> bool {
-    let mut buf = [0u8; 1024];
-    let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await;
-    waited.is_ok()
 }
 
 #[tokio::test]

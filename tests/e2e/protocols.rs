@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use http::Version;
 use http_body_util::Full;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::client::{Conn, get, request};
 use crate::support::upstream::TestUpstream;
@@ -136,31 +135,7 @@ async fn large_bodies_stream_through_both_ways() {
 async fn websocket_upgrades_pass_through() {
     let up = TestUpstream::start("svc").await;
     let gw = TestGateway::start(&proxy_config(up.addr, "")).await;
-    let mut tcp = tokio::net::TcpStream::connect(gw.addr())
-        .await
-        .expect("connect");
-    tcp.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).await.expect("read head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: websocket"), "{head}");
-    // After the 101 the connection is a tunnel: bytes come back from the upstream.
-    tcp.write_all(b"ping-through-the-tunnel")
-        .await
-        .expect("write");
-    let mut echo = [0u8; 23];
-    tcp.read_exact(&mut echo).await.expect("echo");
-    assert_eq!(&echo, b"ping-through-the-tunnel");
+    crate::support::client::open_tunnel(gw.addr()).await;
 }
 
 #[tokio::test]

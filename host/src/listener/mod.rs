@@ -8,6 +8,7 @@
 pub mod framing;
 pub mod io;
 pub mod tls;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerLimits;
@@ -37,6 +39,8 @@ pub struct Connection {
     pub framing: Arc<FramingVerdicts>,
     pub activity: Arc<Activity>,
     pub paths: crate::canonical::PathOptions,
+    /// Where an upgraded connection goes after its 101.
+    pub tunnels: tunnel::Tunnels,
 }
 
 /// A bound listener, ready to serve.
@@ -87,6 +91,7 @@ impl BoundListener {
         runtime: Arc<Runtime>,
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
+        closing: CancellationToken,
     ) {
         let permits = Arc::new(Semaphore::new(self.settings.limits.max_connections));
         loop {
@@ -111,10 +116,14 @@ impl BoundListener {
             let listener = Arc::clone(&self.settings);
             let runtime = Arc::clone(&runtime);
             let shutdown = shutdown.clone();
+            let ends = ConnectionEnds {
+                shutdown,
+                tracker: tracker.clone(),
+                closing: closing.clone(),
+                permit,
+            };
             tracker.spawn(async move {
-                listener
-                    .serve_stream(stream, peer, runtime, shutdown, permit)
-                    .await;
+                listener.serve_stream(stream, peer, runtime, ends).await;
             });
         }
         // Dropping the socket here refuses new connections at once.
@@ -123,19 +132,29 @@ impl BoundListener {
     }
 }
 
+/// How a connection learns that it should end: the shutdown signal (finish in-flight
+/// requests), and the end of the drain (for tunnels, which have no requests to finish),
+/// with the tracker that a drain waits on.
+struct ConnectionEnds {
+    shutdown: watch::Receiver<bool>,
+    tracker: TaskTracker,
+    closing: CancellationToken,
+    /// The connection's `max_connections` slot.
+    permit: OwnedSemaphorePermit,
+}
+
 impl ListenerSettings {
     async fn serve_stream(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         runtime: Arc<Runtime>,
-        shutdown: watch::Receiver<bool>,
-        _permit: OwnedSemaphorePermit,
+        ends: ConnectionEnds,
     ) {
         let _ = stream.set_nodelay(true);
         match &self.tls {
             None => {
-                self.serve_http(stream, peer, false, false, runtime, shutdown)
+                self.serve_http(stream, peer, false, false, runtime, ends)
                     .await
             }
             Some(acceptor) => {
@@ -145,8 +164,7 @@ impl ListenerSettings {
                 match handshake {
                     Ok(Ok(tls)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        self.serve_http(tls, peer, true, h2, runtime, shutdown)
-                            .await;
+                        self.serve_http(tls, peer, true, h2, runtime, ends).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -162,10 +180,17 @@ impl ListenerSettings {
         tls: bool,
         h2_by_alpn: bool,
         runtime: Arc<Runtime>,
-        mut shutdown: watch::Receiver<bool>,
+        ends: ConnectionEnds,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let mut shutdown = ends.shutdown;
+        let tunnels = tunnel::Tunnels::new(
+            ends.permit,
+            ends.tracker,
+            ends.closing,
+            self.limits.idle_timeout,
+        );
         let limits = &self.limits;
         let activity = Arc::new(Activity::new());
         let verdicts = Arc::new(FramingVerdicts::default());
@@ -185,6 +210,7 @@ impl ListenerSettings {
             framing: verdicts,
             activity: Arc::clone(&activity),
             paths: self.paths,
+            tunnels,
         });
         let service = service_fn(move |req| {
             let runtime = Arc::clone(&runtime);

@@ -210,3 +210,47 @@ pub fn raw_status(response: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {response:?}"))
 }
+
+/// Reads until the peer closes; `true` when it closed (rather than the patience ran out).
+pub async fn closed_by_peer(tcp: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    waited.is_ok()
+}
+
+/// Opens a WebSocket tunnel through the gateway at `addr` to the test upstream's `/ws`
+/// echo, and checks one round trip through it.
+pub async fn open_tunnel(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.expect("read head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // After the 101 the connection is a tunnel: bytes come back from the upstream.
+    tcp.write_all(b"ping-through-the-tunnel")
+        .await
+        .expect("write");
+    let mut echo = [0u8; 23];
+    tcp.read_exact(&mut echo).await.expect("echo");
+    assert_eq!(&echo, b"ping-through-the-tunnel");
+    tcp
+}
