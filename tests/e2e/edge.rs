@@ -888,3 +888,59 @@ async fn tunnels_are_waited_for_by_the_drain_and_closed_at_its_end() {
         "the tunnel outlived the drain"
     );
 }
+
+// Finding 7: capacity exhaustion turned into an authentication bypass.
+
+#[tokio::test]
+async fn an_auth_plugin_without_capacity_fails_closed_whatever_its_policy() {
+    let up = TestUpstream::start("app").await;
+    // One instance slot for the whole gateway; a response-phase plugin on a slow route
+    // holds it through the upstream call.
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+max_instances = 1
+cache_dir = "{{dir}}/cache"
+
+{}
+[[routes]]
+id = "slow"
+path = {{ prefix = "/slow" }}
+rewrite = {{ strip_prefix = true }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{}}
+
+[[routes]]
+id = "keyed"
+path = {{ prefix = "/keyed" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "key-auth"
+failure = "open"
+config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "5f0ba1b2d4a0b3c8e1c2b6bd3e40e0d3c9b8d6a3c1f1e5a4b4c5d8e7f6a9b0c1" }} }} }}
+"#,
+        upstream_block("app", &up),
+        editor = plugins::RESPONSE_EDITOR,
+    );
+    let gw = TestGateway::start(&config).await;
+    let addr = gw.addr();
+    let slow = tokio::spawn(async move {
+        Conn::h1(addr)
+            .await
+            .send(get("h", "/slow/delay/3000"))
+            .await
+    });
+    up.arrived(1).await;
+    // key-auth cannot get an instance: with `failure = "open"` this request used to go
+    // upstream unauthenticated.
+    let reply = Conn::h1(addr).await.send(get("h", "/keyed/orders")).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the slow request reached the upstream"
+    );
+    assert_eq!(slow.await.expect("slow request").status, 200);
+}

@@ -118,6 +118,9 @@ pub struct EntryInfo {
     pub budgets: Budgets,
     pub grants: Grants,
     pub services: Arc<HostServices>,
+    /// The entry verifies who calls (a built-in auth plugin, or a plugin seen calling
+    /// `set-identity`): capacity failures then answer 503 whatever its failure policy.
+    pub attaches_identity: std::sync::atomic::AtomicBool,
 }
 
 /// How a plugin call failed.

@@ -224,6 +224,9 @@ impl types::HostRequest for PluginState {
         _: Resource<RequestHandle>,
         identity: Identity,
     ) -> wasmtime::Result<()> {
+        self.entry
+            .attaches_identity
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let size: usize = identity.subject.as_ref().map_or(0, String::len)
             + identity.consumer.as_ref().map_or(0, String::len)
             + identity.scopes.iter().map(String::len).sum::<usize>()

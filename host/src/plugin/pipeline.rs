@@ -281,7 +281,22 @@ fn handle_failure(
             policy: entry.failure.name().to_owned(),
         })
         .inc();
-    match entry.failure {
+    // Capacity exhaustion must never become an authentication bypass: an entry that
+    // verifies identities fails closed when it could not run for want of capacity.
+    let capacity = matches!(
+        failure,
+        PluginFailure::Timeout | PluginFailure::Unavailable(_)
+    );
+    let verifies = entry
+        .info
+        .attaches_identity
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let policy = if capacity && verifies {
+        FailurePolicy::Closed
+    } else {
+        entry.failure
+    };
+    match policy {
         FailurePolicy::Open | FailurePolicy::Skip => Ok(()),
         FailurePolicy::Closed => Err(match failure {
             PluginFailure::Timeout | PluginFailure::Unavailable(_) => {

@@ -319,6 +319,10 @@ fn entry_spec(
     let plugin_name = Path::new(name)
         .file_stem()
         .map_or_else(|| name.clone(), |s| s.to_string_lossy().into_owned());
+    let verifies = matches!(
+        &source,
+        PluginSource::Builtin(b) if portcullis_builtins::IDENTITY_PROVIDERS.contains(&b.name)
+    );
     Some(EntrySpec {
         source,
         info: EntryInfo {
@@ -337,6 +341,7 @@ fn entry_spec(
                 crypto: e.grants.crypto,
             },
             services: Arc::clone(services),
+            attaches_identity: std::sync::atomic::AtomicBool::new(verifies),
         },
         failure: match e.failure {
             FailureConfig::Closed => FailurePolicy::Closed,

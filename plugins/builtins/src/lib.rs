@@ -23,3 +23,9 @@ include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 pub fn find(name: &str) -> Option<&'static Builtin> {
     ALL.iter().find(|b| b.name == name)
 }
+
+/// The built-ins that attach a verified identity (`set-identity`). When such an entry
+/// cannot run for want of capacity, the gateway answers 503 whatever its failure policy:
+/// an overloaded gateway must never let requests through unauthenticated. Entries of
+/// other plugins are recognised the first time they attach an identity.
+pub const IDENTITY_PROVIDERS: &[&str] = &["jwt-auth", "key-auth"];
