@@ -71,6 +71,10 @@ pub struct KeySetsConfig {
     pub min_refresh_interval: Duration,
     #[serde(with = "humantime_serde", default = "defaults::jwks_fetch_timeout")]
     pub fetch_timeout: Duration,
+    /// Accept `http://` key-set URLs on hosts other than loopback (a key set fetched in
+    /// the clear can be swapped on the way, and then any token verifies).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 impl Default for KeySetsConfig {
@@ -79,6 +83,7 @@ impl Default for KeySetsConfig {
             ttl: defaults::jwks_ttl(),
             min_refresh_interval: defaults::jwks_min_refresh(),
             fetch_timeout: defaults::jwks_fetch_timeout(),
+            allow_http: false,
         }
     }
 }

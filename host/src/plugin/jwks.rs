@@ -3,7 +3,10 @@
 //! Key sets given by URL are fetched by the gateway and cached per URL: refetched when their
 //! TTL has passed, or when a token names a key id the cached set lacks (at most once per
 //! `min_refresh_interval`, one fetch at a time however many requests are waiting: no storm
-//! against the identity provider). While a refresh fails, the last good set keeps serving.
+//! against the identity provider). A set past its TTL keeps serving while a background
+//! refresh runs (Envoy's `async_fetch`): no request waits on the identity provider for keys
+//! it already has. While a refresh fails, the last good set keeps serving. Key-set URLs
+//! must be `https`, except on loopback or with `[plugins.key_sets] allow_http = true`.
 //! Inline key sets are parsed once and cached by their text.
 //!
 //! Verified tokens are remembered for a few minutes: a client sends the same token with
@@ -39,6 +42,8 @@ pub struct KeySetSettings {
     pub min_refresh_interval: Duration,
     /// Time allowed for one fetch.
     pub fetch_timeout: Duration,
+    /// Accept `http://` key-set URLs on hosts other than loopback.
+    pub allow_http: bool,
 }
 
 impl Default for KeySetSettings {
@@ -47,6 +52,7 @@ impl Default for KeySetSettings {
             ttl: Duration::from_secs(300),
             min_refresh_interval: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(5),
+            allow_http: false,
         }
     }
 }
@@ -184,6 +190,8 @@ struct RemoteSet {
     last_attempt: Mutex<Option<Instant>>,
     last_error: Mutex<Option<String>>,
     fetches: AtomicU64,
+    /// A background refresh is under way.
+    refreshing_in_background: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KeySets {
@@ -265,15 +273,22 @@ impl KeySets {
                 last_attempt: Mutex::new(None),
                 last_error: Mutex::new(None),
                 fetches: AtomicU64::new(0),
+                refreshing_in_background: std::sync::atomic::AtomicBool::new(false),
             })
         }))
     }
 
     /// The key set at `url`, fresh enough for a token naming `kid`.
     pub async fn by_url(&self, url: &str, kid: Option<&str>) -> Result<Arc<KeySet>, String> {
+        check_url(url, self.settings.allow_http)?;
         let settings = self.settings;
         let remote = self.remote(url);
         if let Some(set) = usable(&remote, kid, &settings) {
+            return Ok(set);
+        }
+        // Past its TTL but knowing the token's key: serve it, and refresh behind it.
+        if let Some(set) = current(&remote).filter(|set| kid.is_none_or(|k| set.has_kid(k))) {
+            self.refresh_in_background(&remote);
             return Ok(set);
         }
         // Single flight: one task fetches, the others wait here and re-check.
@@ -281,73 +296,141 @@ impl KeySets {
         if let Some(set) = usable(&remote, kid, &settings) {
             return Ok(set);
         }
-        let cached = current(&remote);
-        let recently_tried = remote
-            .last_attempt
-            .lock()
-            .ok()
-            .and_then(|t| *t)
-            .is_some_and(|t| t.elapsed() < settings.min_refresh_interval);
-        if recently_tried {
-            // Rate-limited: answer from what we have (stale or lacking the kid).
-            return cached.ok_or_else(|| {
-                remote
-                    .last_error
-                    .lock()
-                    .ok()
-                    .and_then(|e| e.clone())
-                    .unwrap_or_else(|| "key set not fetched yet".to_owned())
-            });
-        }
-        if let Ok(mut t) = remote.last_attempt.lock() {
-            *t = Some(Instant::now());
-        }
-        remote.fetches.fetch_add(1, Ordering::Relaxed);
-        match self.fetch(&remote.url, settings.fetch_timeout).await {
-            Ok(set) => {
-                let set = Arc::new(set);
-                if let Ok(mut c) = remote.current.write() {
-                    *c = Some(Fetched {
-                        set: Arc::clone(&set),
-                        at: Instant::now(),
-                    });
-                }
-                Ok(set)
-            }
-            Err(e) => {
-                tracing::warn!(url = %remote.url, error = %e, stale = cached.is_some(), "JWKS fetch failed");
-                if let Ok(mut last) = remote.last_error.lock() {
-                    *last = Some(e.clone());
-                }
-                // Serve stale: a key set that verified tokens a minute ago still does.
-                cached.ok_or(e)
-            }
-        }
+        refresh(&self.client, &remote, &settings).await
     }
 
-    async fn fetch(&self, url: &str, timeout: Duration) -> Result<KeySet, String> {
-        let request = http::Request::get(url)
-            .header(http::header::ACCEPT, "application/json")
-            .body::<ProxyBody>(empty())
-            .map_err(|e| format!("invalid JWKS URL: {e}"))?;
-        let response = tokio::time::timeout(timeout, self.client.request(request))
-            .await
-            .map_err(|_| "JWKS fetch timed out".to_owned())?
-            .map_err(|e| format!("JWKS fetch failed: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("JWKS fetch answered {}", response.status()));
+    /// Starts one refresh of `remote` unless one is running.
+    fn refresh_in_background(&self, remote: &Arc<RemoteSet>) {
+        let started = remote
+            .refreshing_in_background
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if !started {
+            return;
         }
-        let body = tokio::time::timeout(
-            timeout,
-            Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
-        )
-        .await
-        .map_err(|_| "JWKS body timed out".to_owned())?
-        .map_err(|e| format!("JWKS body: {e}"))?
-        .to_bytes();
-        let text = std::str::from_utf8(&body).map_err(|_| "JWKS is not UTF-8".to_owned())?;
-        KeySet::parse(text)
+        let (client, remote, settings) = (self.client.clone(), Arc::clone(remote), self.settings);
+        tokio::spawn(async move {
+            {
+                let _guard = remote.refreshing.lock().await;
+                let fresh = remote
+                    .current
+                    .read()
+                    .ok()
+                    .and_then(|c| c.as_ref().map(|f| f.at.elapsed() < settings.ttl))
+                    .unwrap_or(false);
+                if !fresh {
+                    let _ = refresh(&client, &remote, &settings).await;
+                }
+            }
+            remote
+                .refreshing_in_background
+                .store(false, Ordering::Release);
+        });
     }
+}
+
+/// Fetches `remote` again (unless it was tried within `min_refresh_interval`), keeps the
+/// result, and answers with the newest set there is. Called with `remote.refreshing` held.
+async fn refresh(
+    client: &OutboundClient,
+    remote: &RemoteSet,
+    settings: &KeySetSettings,
+) -> Result<Arc<KeySet>, String> {
+    let cached = current(remote);
+    let recently_tried = remote
+        .last_attempt
+        .lock()
+        .ok()
+        .and_then(|t| *t)
+        .is_some_and(|t| t.elapsed() < settings.min_refresh_interval);
+    if recently_tried {
+        // Rate-limited: answer from what we have (stale or lacking the kid).
+        return cached.ok_or_else(|| {
+            remote
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| "key set not fetched yet".to_owned())
+        });
+    }
+    if let Ok(mut t) = remote.last_attempt.lock() {
+        *t = Some(Instant::now());
+    }
+    remote.fetches.fetch_add(1, Ordering::Relaxed);
+    match fetch(client, &remote.url, settings.fetch_timeout).await {
+        Ok(set) => {
+            let set = Arc::new(set);
+            if let Ok(mut c) = remote.current.write() {
+                *c = Some(Fetched {
+                    set: Arc::clone(&set),
+                    at: Instant::now(),
+                });
+            }
+            Ok(set)
+        }
+        Err(e) => {
+            tracing::warn!(url = %remote.url, error = %e, stale = cached.is_some(), "JWKS fetch failed");
+            if let Ok(mut last) = remote.last_error.lock() {
+                *last = Some(e.clone());
+            }
+            // Serve stale: a key set that verified tokens a minute ago still does.
+            cached.ok_or(e)
+        }
+    }
+}
+
+/// Key sets travel over TLS: a set fetched in the clear can be swapped by anyone on the
+/// path, and then any token verifies. Loopback (a sidecar, tests) is exempt.
+fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if allow_http => Ok(()),
+        Some("http") => {
+            let host = uri.host().unwrap_or_default();
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!(
+                    "key-set URL `{url}` is not https; set `[plugins.key_sets] allow_http = true` to accept it"
+                ))
+            }
+        }
+        _ => Err(format!("key-set URL `{url}` must be https")),
+    }
+}
+
+async fn fetch(client: &OutboundClient, url: &str, timeout: Duration) -> Result<KeySet, String> {
+    let request = http::Request::get(url)
+        .header(http::header::ACCEPT, "application/json")
+        .body::<ProxyBody>(empty())
+        .map_err(|e| format!("invalid JWKS URL: {e}"))?;
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| "JWKS fetch timed out".to_owned())?
+        .map_err(|e| format!("JWKS fetch failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("JWKS fetch answered {}", response.status()));
+    }
+    let body = tokio::time::timeout(
+        timeout,
+        Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| "JWKS body timed out".to_owned())?
+    .map_err(|e| format!("JWKS body: {e}"))?
+    .to_bytes();
+    let text = std::str::from_utf8(&body).map_err(|_| "JWKS is not UTF-8".to_owned())?;
+    KeySet::parse(text)
 }
 
 fn current(remote: &RemoteSet) -> Option<Arc<KeySet>> {
@@ -604,6 +687,18 @@ fn check_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_set_urls_must_be_https_off_loopback() {
+        assert!(check_url("https://idp.example.com/jwks", false).is_ok());
+        assert!(check_url("http://127.0.0.1:8080/jwks", false).is_ok());
+        assert!(check_url("http://[::1]:8080/jwks", false).is_ok());
+        assert!(check_url("http://localhost/jwks", false).is_ok());
+        let refused = check_url("http://idp.example.com/jwks", false).expect_err("refused");
+        assert!(refused.contains("allow_http"), "{refused}");
+        assert!(check_url("http://idp.example.com/jwks", true).is_ok());
+        assert!(check_url("ftp://idp.example.com/jwks", true).is_err());
+    }
 
     fn hs256(secret: &[u8], sub: &str) -> String {
         jsonwebtoken::encode(

@@ -92,6 +92,7 @@ impl<'c> PluginBuilder<'c> {
                 ttl: p.key_sets.ttl,
                 min_refresh_interval: p.key_sets.min_refresh_interval,
                 fetch_timeout: p.key_sets.fetch_timeout,
+                allow_http: p.key_sets.allow_http,
             },
         );
         builder.services = Some(Arc::new(services));

@@ -122,6 +122,8 @@ pub struct JwksServer {
     pub doc: Arc<Mutex<Value>>,
     pub up: Arc<AtomicBool>,
     pub fetches: Arc<AtomicUsize>,
+    /// Milliseconds each answer waits: an identity provider that has become slow.
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -140,13 +142,16 @@ impl JwksServer {
         let doc = Arc::new(Mutex::new(doc));
         let up = Arc::new(AtomicBool::new(true));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (d, u, f) = (Arc::clone(&doc), Arc::clone(&up), Arc::clone(&fetches));
+        let w = Arc::clone(&delay_ms);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let (d, u, f) = (Arc::clone(&d), Arc::clone(&u), Arc::clone(&f));
+                let w = Arc::clone(&w);
                 tokio::spawn(async move {
                     let service = service_fn(move |_req| {
                         f.fetch_add(1, Ordering::SeqCst);
@@ -155,7 +160,9 @@ impl JwksServer {
                         } else {
                             (503, String::new())
                         };
+                        let delay = std::time::Duration::from_millis(w.load(Ordering::SeqCst));
                         async move {
+                            tokio::time::sleep(delay).await;
                             http::Response::builder()
                                 .status(status)
                                 .header("content-type", "application/json")
@@ -173,6 +180,7 @@ impl JwksServer {
             doc,
             up,
             fetches,
+            delay_ms,
             task,
         }
     }
