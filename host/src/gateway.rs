@@ -325,6 +325,17 @@ async fn serve(
                 response_phase = Some(phase);
             }
             RequestOutcome::Respond(mut reply) => {
+                // A refused credential is charged to the client's address in the
+                // identity-keyed policies, so guessing keys or tokens is throttled like
+                // any other traffic (credential stuffing gets 429, not endless 401s).
+                if !identity_charged
+                    && matches!(
+                        reply.status,
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                    )
+                {
+                    charge_rate_limits(ex, &route, &HeaderMap::new(), None, true)?;
+                }
                 // Later plugins and the upstream are skipped; earlier plugins still see
                 // the answer in their response phase.
                 if !phase.is_empty() {

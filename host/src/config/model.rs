@@ -428,6 +428,10 @@ pub struct RateLimitConfig {
     /// Also send `X-RateLimit-Limit/Remaining/Reset` (reset in delta-seconds).
     #[serde(default)]
     pub legacy_headers: bool,
+    /// Slots in the policy's key table (memory stays bounded whatever clients send;
+    /// keys beyond it share slots, which only makes the limit stricter).
+    #[serde(default = "defaults::rate_limit_max_keys")]
+    pub max_keys: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,6 +595,10 @@ mod defaults {
     }
     pub fn pool_max_idle_per_target() -> usize {
         64
+    }
+    /// About what nginx's 10 MB `limit_req_zone` holds.
+    pub fn rate_limit_max_keys() -> u64 {
+        131_072
     }
     pub fn rate_limit_key() -> Spanned<String> {
         Spanned::new(0..0, "client_ip".to_owned())

@@ -4,6 +4,13 @@
 //! GCRA gives exact answers where fixed windows guess: `r` is the burst capacity left
 //! and `t` the seconds until the quota is whole again (on a refusal: until the next
 //! request would conform).
+//!
+//! Keys live in a fixed-size table, as nginx's `limit_req_zone` does: each key (a client
+//! address, a header value, a consumer) is hashed with a per-process secret into one of
+//! `max_keys` slots, so memory is bounded whatever clients send, and no key's text is
+//! kept. Two keys in one slot share its quota — stricter, never looser — and since the
+//! hash is keyed, a client cannot aim at another's slot. With `n` active keys a key
+//! shares its slot with probability about `n / max_keys`.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -16,8 +23,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::error::retry_after_secs;
 
 type KeyedLimiter = RateLimiter<
-    String,
-    governor::state::keyed::DefaultKeyedStateStore<String>,
+    u64,
+    governor::state::keyed::DefaultKeyedStateStore<u64>,
     DefaultClock,
     StateInformationMiddleware,
 >;
@@ -68,6 +75,10 @@ pub struct RateLimitPolicy {
     pub window: Duration,
     pub key: RateLimitKey,
     pub legacy_headers: bool,
+    /// Slots in the key table.
+    max_keys: u64,
+    /// Keyed with a per-process secret (SipHash), so slots cannot be aimed at.
+    hasher: std::collections::hash_map::RandomState,
     limiter: KeyedLimiter,
 }
 
@@ -98,8 +109,12 @@ impl RateLimitPolicy {
         window: Duration,
         key: RateLimitKey,
         legacy_headers: bool,
+        max_keys: u64,
     ) -> Result<Self, String> {
         let burst = NonZeroU32::new(quota).ok_or("`quota` must be at least 1")?;
+        if max_keys == 0 {
+            return Err("`max_keys` must be at least 1".into());
+        }
         let per_cell = window / quota;
         let q = Quota::with_period(per_cell)
             .ok_or("`window` divided by `quota` must be at least 1ns")?
@@ -110,14 +125,16 @@ impl RateLimitPolicy {
             window,
             key,
             legacy_headers,
+            max_keys,
+            hasher: std::collections::hash_map::RandomState::new(),
             limiter: RateLimiter::keyed(q).with_middleware::<StateInformationMiddleware>(),
         })
     }
 
     pub fn check(&self, key: &str) -> RateLimitDecision {
-        // Lookups take a &String; allocate only once per check.
-        let key = key.to_owned();
-        match self.limiter.check_key(&key) {
+        use std::hash::BuildHasher;
+        let slot = self.hasher.hash_one(key) % self.max_keys;
+        match self.limiter.check_key(&slot) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let used = self.quota.saturating_sub(remaining);
@@ -133,6 +150,11 @@ impl RateLimitPolicy {
                 reset: not_until.wait_time_from(self.limiter.clock().now()),
             },
         }
+    }
+
+    /// Slots in use (at most `max_keys`).
+    pub fn tracked_keys(&self) -> usize {
+        self.limiter.len()
     }
 
     /// Drops keys whose state is back to full, so memory follows active clients only.
@@ -237,6 +259,7 @@ mod tests {
             Duration::from_secs(60),
             RateLimitKey::ClientIp,
             false,
+            1 << 16,
         )
         .expect("policy");
         let remaining: Vec<u32> = (0..3).map(|_| p.check("a").remaining).collect();
@@ -258,6 +281,7 @@ mod tests {
                 Duration::from_secs(60),
                 RateLimitKey::ClientIp,
                 true,
+                1 << 16,
             )
             .expect("policy"),
         );
@@ -270,6 +294,23 @@ mod tests {
         assert_eq!(h["ratelimit-policy"], "\"per-ip\";q=10;w=60");
         assert_eq!(h["ratelimit"], "\"per-ip\";r=9;t=6");
         assert_eq!(h["x-ratelimit-remaining"], "9");
+    }
+
+    #[test]
+    fn the_key_table_never_grows_past_max_keys() {
+        let p = RateLimitPolicy::new(
+            "by-header".into(),
+            1,
+            Duration::from_secs(60),
+            RateLimitKey::ClientIp,
+            false,
+            64,
+        )
+        .expect("policy");
+        for i in 0..10_000 {
+            p.check(&format!("h:{i}-{}", "x".repeat(i % 300)));
+        }
+        assert!(p.tracked_keys() <= 64, "{} keys", p.tracked_keys());
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl Runtime {
                 r.window,
                 key,
                 r.legacy_headers,
+                r.max_keys,
             ) {
                 Ok(p) => {
                     rate_limits.insert(name.as_str(), Arc::new(p));
