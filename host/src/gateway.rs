@@ -127,6 +127,11 @@ pub async fn handle(
         cors.decorate(ex.origin.as_ref(), headers);
     }
     headers.insert(proxy::X_REQUEST_ID, ex.request_id.clone());
+    if let Some(hsts) = &conn.hsts
+        && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY)
+    {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
 
     ex.record.status = response.status().as_u16();
     ex.record.route = ex.route.as_ref().map(|m| m.route.id.clone());

@@ -175,3 +175,118 @@ async fn tls_1_2_clients_are_served() {
         Some(rustls::ProtocolVersion::TLSv1_2)
     );
 }
+
+/// Issue 10, finding 14: the server's cipher order, a stapled OCSP response, and HSTS.
+#[tokio::test]
+async fn server_order_ocsp_stapling_and_hsts() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("CA");
+    ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
+    // Any bytes do for the staple: the gateway hands the file over as it is.
+    let staple = b"\x30\x03\x0a\x01\x00".to_vec();
+    std::fs::write(dir.path().join("gw.ocsp"), &staple).expect("write ocsp");
+    let config = "version = 1\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+                  [listeners.tls]\n\
+                  certificates = [{ cert = \"gw.crt\", key = \"gw.key\", ocsp = \"gw.ocsp\" }]\n\
+                  hsts = { max_age = \"365d\", include_subdomains = true }\n\
+                  [[routes]]\nid = \"r\"\nrespond = { body = \"ok\" }\n";
+    let gw = TestGateway::start_in(dir, config).await;
+
+    // A client that prefers the weakest suite it offers, and records the staple.
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let mut suites = provider.cipher_suites.clone();
+    suites.retain(|s| s.version() == &rustls::version::TLS13);
+    assert!(suites.len() > 1, "the provider has more than one TLS 1.3 suite");
+    suites.reverse();
+    let client_first = suites[0].suite();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..provider
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).expect("ca");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let verifier = Arc::new(StapleRecorder {
+        inner: rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+            .build()
+            .expect("verifier"),
+        seen: Arc::clone(&seen),
+    });
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect("gw.example.test".try_into().expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let chosen = tls
+        .get_ref()
+        .1
+        .negotiated_cipher_suite()
+        .expect("suite")
+        .suite();
+    assert_ne!(chosen, client_first, "the client's preference won");
+    assert_eq!(*seen.lock().expect("seen"), staple, "no OCSP staple");
+
+    let (mut conn, _) = Conn::tls(gw.addr(), "gw.example.test", ca.der(), &[b"h2"]).await;
+    let reply = conn.send(get("gw.example.test", "/")).await;
+    assert_eq!(
+        reply.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
+}
+
+/// A certificate verifier that verifies as usual and keeps the stapled OCSP response.
+#[derive(Debug)]
+struct StapleRecorder {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+use std::sync::Arc;
+
+impl rustls::client::danger::ServerCertVerifier for StapleRecorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = ocsp_response.to_vec();
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}

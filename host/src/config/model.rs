@@ -296,6 +296,35 @@ pub struct ListenerTlsConfig {
     /// Certificates chosen by SNI from their subject names; the first one also answers
     /// clients that send no SNI.
     pub certificates: Vec<CertificateConfig>,
+    /// `Strict-Transport-Security` on every response of this listener (unless the
+    /// upstream set one).
+    pub hsts: Option<HstsConfig>,
+}
+
+/// HTTP Strict Transport Security (RFC 6797).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsConfig {
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+impl HstsConfig {
+    pub fn header_value(&self) -> http::HeaderValue {
+        let mut v = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        http::HeaderValue::from_str(&v)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("max-age=0"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +334,9 @@ pub struct CertificateConfig {
     pub cert: Spanned<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key: Spanned<PathBuf>,
+    /// A DER OCSP response for the leaf, stapled to handshakes (read at load, so a
+    /// refreshed file is picked up by the next start or reload).
+    pub ocsp: Option<Spanned<PathBuf>>,
 }
 
 /// Edge limits of a listener. The defaults follow Envoy's edge hardening guide.

@@ -41,6 +41,8 @@ pub struct Connection {
     pub paths: crate::canonical::PathOptions,
     /// Where an upgraded connection goes after its 101.
     pub tunnels: tunnel::Tunnels,
+    /// `Strict-Transport-Security` for every response, on TLS listeners that set it.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// A bound listener, ready to serve.
@@ -58,6 +60,7 @@ struct ListenerSettings {
     trusted_proxies: Arc<Vec<IpNet>>,
     limits: Arc<ListenerLimits>,
     paths: crate::canonical::PathOptions,
+    hsts: Option<http::HeaderValue>,
 }
 
 impl std::fmt::Debug for ListenerSettings {
@@ -80,6 +83,7 @@ impl BoundListener {
                 trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
                 limits: Arc::new(spec.limits.clone()),
                 paths: spec.paths,
+                hsts: spec.hsts.clone(),
             }),
         })
     }
@@ -211,6 +215,7 @@ impl ListenerSettings {
             activity: Arc::clone(&activity),
             paths: self.paths,
             tunnels,
+            hsts: if tls { self.hsts.clone() } else { None },
         });
         let service = service_fn(move |req| {
             let runtime = Arc::clone(&runtime);

@@ -37,6 +37,8 @@ pub struct ListenerSpec {
     pub trusted_proxies: Vec<IpNet>,
     pub limits: ListenerLimits,
     pub paths: crate::canonical::PathOptions,
+    /// `Strict-Transport-Security` for every response (TLS listeners only).
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Everything a running gateway needs, built from one config.
@@ -209,8 +211,26 @@ fn build_listener(
         for c in &t.get_ref().certificates {
             let chain = crate::tls::load_certs(&resolve(base, c.cert.get_ref()));
             let key = crate::tls::load_key(&resolve(base, c.key.get_ref()));
+            let ocsp = match &c.ocsp {
+                None => None,
+                Some(path) => match std::fs::read(resolve(base, path.get_ref())) {
+                    Ok(bytes) if !bytes.is_empty() => Some(bytes),
+                    Ok(_) => {
+                        d.error(path.span(), "the OCSP response file is empty", None);
+                        continue;
+                    }
+                    Err(e) => {
+                        d.error(
+                            path.span(),
+                            format!("cannot read the OCSP response: {e}"),
+                            Some("paths are relative to the config file; the file holds a DER OCSP response"),
+                        );
+                        continue;
+                    }
+                },
+            };
             match (chain, key) {
-                (Ok(chain), Ok(key)) => pairs.push((chain, key)),
+                (Ok(chain), Ok(key)) => pairs.push(tls::ServerCertificate { chain, key, ocsp }),
                 (Err(e), _) => d.error(
                     c.cert.span(),
                     e,
@@ -245,6 +265,11 @@ fn build_listener(
         trusted_proxies,
         limits,
         paths: l.paths.options(),
+        hsts: l
+            .tls
+            .as_ref()
+            .and_then(|t| t.get_ref().hsts.as_ref())
+            .map(config::HstsConfig::header_value),
     })
 }
 
