@@ -14,7 +14,7 @@ use crate::canonical::{self, Authority};
 use crate::error::GatewayError;
 use crate::listener::Connection;
 use crate::listener::io::OpenRequest;
-use crate::plugin::{PluginRequest, PluginResponse, RequestOutcome};
+use crate::plugin::{HeadLimits, PluginRequest, PluginResponse, RequestOutcome};
 use crate::policy::{Cors, RateLimitKey, RateLimitVerdict};
 use crate::proxy;
 use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, UpstreamHost};
@@ -283,6 +283,10 @@ async fn serve(
             client_ip: ex.client_ip,
             route: Arc::from(route.id.as_str()),
             request_id: Arc::from(ex.record.request_id.as_str()),
+            head_limits: HeadLimits {
+                max_headers: limits.max_headers,
+                max_header_bytes: limits.max_header_bytes,
+            },
         };
         let mut identity_charged = false;
         let (outcome, phase) = pipeline
@@ -448,6 +452,10 @@ async fn serve(
                 headers: std::mem::take(&mut head.headers),
                 body: buffered,
                 identity,
+                head_limits: HeadLimits {
+                    max_headers: limits.max_headers,
+                    max_header_bytes: limits.max_header_bytes,
+                },
             };
             phase.run(&mut plugin_view, &ex.record.request_id).await?;
             head.status = plugin_view.status;

@@ -1004,3 +1004,43 @@ async fn a_rate_limit_key_table_has_a_fixed_size() {
     // One slot in all: a second key shares it (stricter, never a new entry).
     assert_eq!(conn.send(with_key("second")).await.status, 429);
 }
+
+// Finding 6 (part): a plugin could build a head past every limit (and panic the request
+// task past 24 576 header names).
+
+#[tokio::test]
+async fn a_plugin_cannot_build_a_head_past_the_listeners_limits() {
+    let up = TestUpstream::start("app").await;
+    let mut set = String::new();
+    for i in 0..30_000 {
+        set.push_str(&format!("x-h{i} = \"v\", "));
+    }
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "many"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{tagger}"
+config = {{ tag = "t", set = {{ {set} }} }}
+budgets = {{ deadline = "20s", memory_mib = 64 }}
+"#,
+        upstream_block("app", &up),
+        tagger = plugins::TAGGER,
+    );
+    let gw = TestGateway::start(&config).await;
+    let answer = raw(
+        gw.addr(),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // The edit past the limit is refused, the plugin fails, its policy (closed) answers:
+    // a problem response, not an empty reply from a panicked task.
+    assert_eq!(raw_status(&answer), 500, "{answer}");
+    assert!(
+        answer.contains("urn:portcullis:problem:plugin-failed"),
+        "{answer}"
+    );
+    assert_eq!(up.requests(), 0);
+}

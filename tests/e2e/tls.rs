@@ -197,7 +197,10 @@ async fn server_order_ocsp_stapling_and_hsts() {
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let mut suites = provider.cipher_suites.clone();
     suites.retain(|s| s.version() == &rustls::version::TLS13);
-    assert!(suites.len() > 1, "the provider has more than one TLS 1.3 suite");
+    assert!(
+        suites.len() > 1,
+        "the provider has more than one TLS 1.3 suite"
+    );
     suites.reverse();
     let client_first = suites[0].suite();
     let provider = rustls::crypto::CryptoProvider {

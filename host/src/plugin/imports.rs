@@ -16,8 +16,8 @@ use super::bindings::{EditError, Identity};
 use super::entry::Grants;
 use super::jwks::Keys;
 use super::state::{
-    PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
-    header_value,
+    HeadLimits, PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list,
+    header_name, header_value,
 };
 use crate::telemetry::PluginEventLabels;
 
@@ -57,12 +57,21 @@ pub const CAPABILITIES: &[(&str, &str, &str)] = &[
 
 fn set_header(
     headers: &mut HeaderMap,
+    limits: HeadLimits,
     name: &str,
     value: &str,
     append: bool,
 ) -> Result<(), EditError> {
     let name = header_name(name)?;
     let value = header_value(value)?;
+    // Checked before the map grows: replacing a header counts as adding one, which only
+    // errs on the strict side.
+    if !limits.admits(headers, &name, &value) {
+        return Err(EditError::InvalidValue(format!(
+            "the head would pass its limits ({} headers, {} bytes)",
+            limits.max_headers, limits.max_header_bytes
+        )));
+    }
     if append {
         headers.append(name, value);
     } else {
@@ -173,8 +182,11 @@ impl types::HostRequest for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
+        let request = self.request_mut()?;
+        let limits = request.head_limits;
         Ok(set_header(
-            &mut self.request_mut()?.headers,
+            &mut request.headers,
+            limits,
             &name,
             &value,
             false,
@@ -182,8 +194,11 @@ impl types::HostRequest for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
+        let request = self.request_mut()?;
+        let limits = request.head_limits;
         Ok(set_header(
-            &mut self.request_mut()?.headers,
+            &mut request.headers,
+            limits,
             &name,
             &value,
             true,
@@ -293,8 +308,11 @@ impl types::HostResponse for PluginState {
     }
 
     fn set_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
+        let response = self.response_mut()?;
+        let limits = response.head_limits;
         Ok(set_header(
-            &mut self.response_mut()?.headers,
+            &mut response.headers,
+            limits,
             &name,
             &value,
             false,
@@ -302,8 +320,11 @@ impl types::HostResponse for PluginState {
     }
 
     fn append_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
+        let response = self.response_mut()?;
+        let limits = response.head_limits;
         Ok(set_header(
-            &mut self.response_mut()?.headers,
+            &mut response.headers,
+            limits,
             &name,
             &value,
             true,
