@@ -14,10 +14,12 @@ use crate::canonical::{self, Authority};
 use crate::error::GatewayError;
 use crate::listener::Connection;
 use crate::listener::io::OpenRequest;
-use crate::plugin::{HeadLimits, PluginRequest, PluginResponse, RequestOutcome};
+use crate::plugin::{PluginRequest, PluginResponse, RequestOutcome};
 use crate::policy::{Cors, RateLimitKey, RateLimitVerdict};
 use crate::proxy;
-use crate::router::{RequestLimits, RequestView, RouteAction, RouteMatch, UpstreamHost};
+use crate::router::{
+    RequestLimits, RequestView, RouteAction, RouteMatch, UpstreamHost, header_bytes,
+};
 use crate::runtime::Runtime;
 use crate::telemetry::AccessRecord;
 
@@ -283,10 +285,7 @@ async fn serve(
             client_ip: ex.client_ip,
             route: Arc::from(route.id.as_str()),
             request_id: Arc::from(ex.record.request_id.as_str()),
-            head_limits: HeadLimits {
-                max_headers: limits.max_headers,
-                max_header_bytes: limits.max_header_bytes,
-            },
+            limits,
         };
         let mut identity_charged = false;
         let (outcome, phase) = pipeline
@@ -452,10 +451,7 @@ async fn serve(
                 headers: std::mem::take(&mut head.headers),
                 body: buffered,
                 identity,
-                head_limits: HeadLimits {
-                    max_headers: limits.max_headers,
-                    max_header_bytes: limits.max_header_bytes,
-                },
+                limits,
             };
             phase.run(&mut plugin_view, &ex.record.request_id).await?;
             head.status = plugin_view.status;
@@ -602,14 +598,6 @@ fn check_head_limits(req: &Request<Incoming>, limits: &RequestLimits) -> Result<
         return Err(GatewayError::HeadersTooLarge);
     }
     Ok(())
-}
-
-/// Header bytes as on the wire: `name: value\r\n`.
-fn header_bytes(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum()
 }
 
 fn protocol_name(v: Version) -> &'static str {

@@ -16,8 +16,8 @@ use super::bindings::{EditError, Identity};
 use super::entry::Grants;
 use super::jwks::Keys;
 use super::state::{
-    HeadLimits, PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list,
-    header_name, header_value,
+    PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
+    header_value,
 };
 use crate::telemetry::PluginEventLabels;
 
@@ -57,7 +57,7 @@ pub const CAPABILITIES: &[(&str, &str, &str)] = &[
 
 fn set_header(
     headers: &mut HeaderMap,
-    limits: HeadLimits,
+    limits: crate::router::RequestLimits,
     name: &str,
     value: &str,
     append: bool,
@@ -66,7 +66,7 @@ fn set_header(
     let value = header_value(value)?;
     // Checked before the map grows: replacing a header counts as adding one, which only
     // errs on the strict side.
-    if !limits.admits(headers, &name, &value) {
+    if !limits.admits_header(headers, &name, &value) {
         return Err(EditError::InvalidValue(format!(
             "the head would pass its limits ({} headers, {} bytes)",
             limits.max_headers, limits.max_header_bytes
@@ -183,7 +183,7 @@ impl types::HostRequest for PluginState {
 
     fn set_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
         let request = self.request_mut()?;
-        let limits = request.head_limits;
+        let limits = request.limits;
         Ok(set_header(
             &mut request.headers,
             limits,
@@ -195,7 +195,7 @@ impl types::HostRequest for PluginState {
 
     fn append_header(&mut self, _: Resource<RequestHandle>, name: String, value: String) -> Edit {
         let request = self.request_mut()?;
-        let limits = request.head_limits;
+        let limits = request.limits;
         Ok(set_header(
             &mut request.headers,
             limits,
@@ -309,7 +309,7 @@ impl types::HostResponse for PluginState {
 
     fn set_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
         let response = self.response_mut()?;
-        let limits = response.head_limits;
+        let limits = response.limits;
         Ok(set_header(
             &mut response.headers,
             limits,
@@ -321,7 +321,7 @@ impl types::HostResponse for PluginState {
 
     fn append_header(&mut self, _: Resource<ResponseHandle>, name: String, value: String) -> Edit {
         let response = self.response_mut()?;
-        let limits = response.head_limits;
+        let limits = response.limits;
         Ok(set_header(
             &mut response.headers,
             limits,

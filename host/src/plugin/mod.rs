@@ -35,7 +35,7 @@ pub use entry::{
 };
 pub use pipeline::{Pipeline, PipelineSettings, RequestOutcome, ResponsePhase};
 pub use services::HostServices;
-pub use state::{HeadLimits, PluginRequest, PluginResponse};
+pub use state::{PluginRequest, PluginResponse};
 
 use bindings::PluginFullPre;
 use state::PluginState;

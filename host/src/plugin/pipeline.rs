@@ -245,7 +245,7 @@ fn reply_response(
             .ok_or_else(|| {
                 PluginFailure::Error(format!("reply header `{name}` has an invalid value"))
             })?;
-        if !request.head_limits.admits(&headers, &name, &value) {
+        if !request.limits.admits_header(&headers, &name, &value) {
             return Err(PluginFailure::OutputTooLarge(
                 "reply headers over the head limits",
             ));
@@ -257,7 +257,7 @@ fn reply_response(
         headers,
         body: Some(reply.body.into()),
         identity: request.identity.clone(),
-        head_limits: request.head_limits,
+        limits: request.limits,
     })
 }
 

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::bindings::{EditError, Identity};
 use super::entry::EntryInfo;
+use crate::router::RequestLimits;
 
 /// The type behind the guest's `request` resource. The store holds at most one request, so
 /// the handle carries no data of its own.
@@ -23,37 +24,6 @@ pub struct RequestHandle;
 /// The type behind the guest's `response` resource.
 #[derive(Debug)]
 pub struct ResponseHandle;
-
-/// The listener's (or route's) head limits, applied to what a plugin builds as they are
-/// to what a client sends: more than 24 576 header names panicked the request task inside
-/// `HeaderMap`, and a plugin could send a 20 MiB head upstream while clients were held to
-/// 64 KiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeadLimits {
-    pub max_headers: usize,
-    pub max_header_bytes: usize,
-}
-
-impl Default for HeadLimits {
-    fn default() -> Self {
-        Self {
-            max_headers: 100,
-            max_header_bytes: 64 * 1024,
-        }
-    }
-}
-
-impl HeadLimits {
-    /// Whether `headers` with one more `name: value` line stays within the limits.
-    pub fn admits(&self, headers: &HeaderMap, name: &HeaderName, value: &HeaderValue) -> bool {
-        let bytes: usize = headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        headers.len() < self.max_headers
-            && bytes + name.as_str().len() + value.len() + 4 <= self.max_header_bytes
-    }
-}
 
 /// The request as the pipeline carries it from plugin to plugin.
 #[derive(Debug, Clone)]
@@ -69,8 +39,8 @@ pub struct PluginRequest {
     pub client_ip: IpAddr,
     pub route: Arc<str>,
     pub request_id: Arc<str>,
-    /// What the head may grow to through plugin edits.
-    pub head_limits: HeadLimits,
+    /// The route's limits; plugin edits to the head are held to them.
+    pub limits: RequestLimits,
 }
 
 /// An empty request: what the pipeline leaves in place while the real one is inside a
@@ -87,7 +57,7 @@ impl Default for PluginRequest {
             client_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             route: Arc::from(""),
             request_id: Arc::from(""),
-            head_limits: HeadLimits::default(),
+            limits: RequestLimits::default(),
         }
     }
 }
@@ -100,8 +70,8 @@ pub struct PluginResponse {
     /// Present only when a plugin of the pipeline asked for the response body.
     pub body: Option<Bytes>,
     pub identity: Option<Identity>,
-    /// What the head may grow to through plugin edits.
-    pub head_limits: HeadLimits,
+    /// The route's limits; plugin edits to the head are held to them.
+    pub limits: RequestLimits,
 }
 
 /// Why the host ended a call on its own, kept so the failure is reported as what it was

@@ -120,7 +120,8 @@ pub struct StaticResponse {
     pub headers: HeaderMap,
 }
 
-/// Request limits in force once the route is known.
+/// Request limits in force once the route is known. They bound what a plugin builds as
+/// they bound what a client sends.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
     pub max_header_bytes: usize,
@@ -129,7 +130,37 @@ pub struct RequestLimits {
     pub max_body_bytes: u64,
 }
 
+impl Default for RequestLimits {
+    /// The listener defaults.
+    fn default() -> Self {
+        Self::of_listener(&crate::config::ListenerLimits::default())
+    }
+}
+
+/// Header bytes as on the wire: `name: value\r\n`.
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
 impl RequestLimits {
+    /// Whether `headers` with one more `name: value` line stays within the head limits.
+    /// Plugin edits are checked with it before the map grows: more than 24 576 names
+    /// panicked the request task inside `HeaderMap`, and a plugin could send a 20 MiB head
+    /// upstream while clients were held to 64 KiB.
+    pub fn admits_header(
+        &self,
+        headers: &HeaderMap,
+        name: &http::HeaderName,
+        value: &http::HeaderValue,
+    ) -> bool {
+        headers.len() < self.max_headers
+            && header_bytes(headers) + name.as_str().len() + value.len() + 4
+                <= self.max_header_bytes
+    }
+
     pub fn of_listener(l: &crate::config::ListenerLimits) -> Self {
         Self {
             max_header_bytes: l.max_header_bytes,
