@@ -178,6 +178,8 @@ fn needs_work(path: &[u8], opts: PathOptions) -> bool {
 fn decode_unreserved(path: &str, opts: PathOptions) -> Result<String, PathError> {
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
+    // Escapes of bytes past ASCII are checked as UTF-8 at the end, and only if any came.
+    let mut non_ascii = false;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
@@ -207,8 +209,9 @@ fn decode_unreserved(path: &str, opts: PathOptions) -> Result<String, PathError>
                         out.push(char::from(v));
                     }
                     v => {
-                        out.push('%');
-                        out.push_str(&format!("{v:02X}"));
+                        use std::fmt::Write as _;
+                        non_ascii |= !v.is_ascii();
+                        let _ = write!(out, "%{v:02X}");
                     }
                 }
                 i += 3;
@@ -227,7 +230,7 @@ fn decode_unreserved(path: &str, opts: PathOptions) -> Result<String, PathError>
             }
         }
     }
-    if !escapes_decode_to_utf8(&out) {
+    if non_ascii && !escapes_decode_to_utf8(&out) {
         return Err(PathError::NotUtf8);
     }
     Ok(out)
