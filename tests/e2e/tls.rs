@@ -1,5 +1,7 @@
 //! TLS at both ends: SNI certificate choice, HTTP/2 by ALPN, and mTLS to an upstream.
 
+use std::sync::Arc;
+
 use http::Version;
 
 use crate::support::TestGateway;
@@ -150,7 +152,6 @@ fn pem_der(pem: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn tls_1_2_clients_are_served() {
-    use std::sync::Arc;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new("CA");
     ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
@@ -163,13 +164,7 @@ async fn tls_1_2_clients_are_served() {
     let client = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(gw.addr())
-        .await
-        .expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect("gw.example.test".try_into().expect("name"), tcp)
-        .await
-        .expect("TLS 1.2 handshake");
+    let tls = connect_gw(gw.addr(), client).await;
     assert_eq!(
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
@@ -179,7 +174,7 @@ async fn tls_1_2_clients_are_served() {
 /// Issue 10, finding 14: the server's cipher order, a stapled OCSP response, and HSTS.
 #[tokio::test]
 async fn server_order_ocsp_stapling_and_hsts() {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new("CA");
     ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
@@ -222,13 +217,7 @@ async fn server_order_ocsp_stapling_and_hsts() {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(gw.addr())
-        .await
-        .expect("connect");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
-        .connect("gw.example.test".try_into().expect("name"), tcp)
-        .await
-        .expect("handshake");
+    let tls = connect_gw(gw.addr(), client).await;
     let chosen = tls
         .get_ref()
         .1
@@ -252,8 +241,6 @@ struct StapleRecorder {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     seen: Arc<std::sync::Mutex<Vec<u8>>>,
 }
-
-use std::sync::Arc;
 
 impl rustls::client::danger::ServerCertVerifier for StapleRecorder {
     fn verify_server_cert(
@@ -292,4 +279,16 @@ impl rustls::client::danger::ServerCertVerifier for StapleRecorder {
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// A TLS handshake with `client` to the gateway at `addr`, as `gw.example.test`.
+async fn connect_gw(
+    addr: std::net::SocketAddr,
+    client: rustls::ClientConfig,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect("gw.example.test".try_into().expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
 }

@@ -1,0 +1,217 @@
+//! What misbehaving or overloaded plugins can do to the edge (findings 6, 7 and 11):
+//! statuses, head sizes, capacity failures of auth plugins, and outbound grants.
+
+use super::*;
+
+// Finding 6 (part): a plugin could answer with a status of 600-999.
+
+#[tokio::test]
+async fn plugins_cannot_send_statuses_past_599() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "reply"
+path = {{ prefix = "/reply" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{responder}"
+config = {{ status = 600, body = "odd" }}
+
+[[routes]]
+id = "edit"
+path = {{ prefix = "/edit" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{ from = 200, to = 999 }}
+"#,
+        upstream_block("app", &up),
+        responder = test_plugins::RESPONDER,
+        editor = test_plugins::RESPONSE_EDITOR,
+    );
+    let gw = TestGateway::start(&config).await;
+    for path in ["/reply", "/edit"] {
+        let answer = raw(
+            gw.addr(),
+            format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        // The entry fails closed: a 500 problem, never `HTTP/1.1 600`.
+        assert_eq!(raw_status(&answer), 500, "{path}: {answer}");
+    }
+}
+
+// Finding 11: outbound grants allowed any port without one, a plugin-set `Host`, and
+// never matched IPv6.
+
+#[tokio::test]
+async fn outbound_grants_hold_to_port_host_and_ipv6() {
+    let target = TestUpstream::start("target").await;
+    let up = TestUpstream::start("app").await;
+    // An IPv6 loopback server answering 204 to each request.
+    let v6 = tokio::net::TcpListener::bind("[::1]:0")
+        .await
+        .expect("bind [::1]");
+    let v6_addr = v6.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = v6.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "portless-grant"
+path = {{ prefix = "/portless" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://127.0.0.1:{port}/x" }}
+grants = {{ http = ["127.0.0.1"] }}
+
+[[routes]]
+id = "host-header"
+path = {{ prefix = "/host" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://{target}/x", headers = [["host", "admin.internal"]] }}
+grants = {{ http = ["{target}"] }}
+
+[[routes]]
+id = "ipv6"
+path = {{ prefix = "/v6" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{fetcher}"
+config = {{ url = "http://{v6_addr}/x" }}
+grants = {{ http = ["{v6_addr}"] }}
+"#,
+        upstream_block("app", &up),
+        fetcher = test_plugins::FETCHER,
+        port = target.addr.port(),
+        target = target.addr,
+    );
+    let gw = TestGateway::start(&config).await;
+    let fetched = |echo: serde_json::Value| {
+        echo["headers"]["x-fetch"]
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let mut conn = Conn::h1(gw.addr()).await;
+    let portless = fetched(conn.send(get("h", "/portless")).await.json());
+    assert!(portless.contains("HostNotGranted"), "{portless}");
+    let host = fetched(conn.send(get("h", "/host")).await.json());
+    assert!(host.contains("InvalidRequest"), "{host}");
+    assert_eq!(target.requests(), 0, "neither request may reach the target");
+    let v6 = fetched(conn.send(get("h", "/v6")).await.json());
+    assert_eq!(v6, "status:204");
+}
+
+// Finding 7: capacity exhaustion turned into an authentication bypass.
+
+#[tokio::test]
+async fn an_auth_plugin_without_capacity_fails_closed_whatever_its_policy() {
+    let up = TestUpstream::start("app").await;
+    // One instance slot for the whole gateway; a response-phase plugin on a slow route
+    // holds it through the upstream call.
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+max_instances = 1
+cache_dir = "{{dir}}/cache"
+
+{}
+[[routes]]
+id = "slow"
+path = {{ prefix = "/slow" }}
+rewrite = {{ strip_prefix = true }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{}}
+
+[[routes]]
+id = "keyed"
+path = {{ prefix = "/keyed" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "key-auth"
+failure = "open"
+config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "5f0ba1b2d4a0b3c8e1c2b6bd3e40e0d3c9b8d6a3c1f1e5a4b4c5d8e7f6a9b0c1" }} }} }}
+"#,
+        upstream_block("app", &up),
+        editor = test_plugins::RESPONSE_EDITOR,
+    );
+    let gw = TestGateway::start(&config).await;
+    let addr = gw.addr();
+    let slow = tokio::spawn(async move {
+        Conn::h1(addr)
+            .await
+            .send(get("h", "/slow/delay/3000"))
+            .await
+    });
+    up.arrived(1).await;
+    // key-auth cannot get an instance: with `failure = "open"` this request used to go
+    // upstream unauthenticated.
+    let reply = Conn::h1(addr).await.send(get("h", "/keyed/orders")).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the slow request reached the upstream"
+    );
+    assert_eq!(slow.await.expect("slow request").status, 200);
+}
+
+// Finding 6 (part): a plugin could build a head past every limit (and panic the request
+// task past 24 576 header names).
+
+#[tokio::test]
+async fn a_plugin_cannot_build_a_head_past_the_listeners_limits() {
+    let up = TestUpstream::start("app").await;
+    let mut set = String::new();
+    for i in 0..30_000 {
+        set.push_str(&format!("x-h{i} = \"v\", "));
+    }
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "many"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{tagger}"
+config = {{ tag = "t", set = {{ {set} }} }}
+budgets = {{ deadline = "20s", memory_mib = 64 }}
+"#,
+        upstream_block("app", &up),
+        tagger = test_plugins::TAGGER,
+    );
+    let gw = TestGateway::start(&config).await;
+    let answer = raw(
+        gw.addr(),
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // The edit past the limit is refused, the plugin fails, its policy (closed) answers:
+    // a problem response, not an empty reply from a panicked task.
+    assert_eq!(raw_status(&answer), 500, "{answer}");
+    assert!(
+        answer.contains("urn:portcullis:problem:plugin-failed"),
+        "{answer}"
+    );
+    assert_eq!(up.requests(), 0);
+}
