@@ -8,6 +8,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use wasmtime::component::Component;
+
+use super::state::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 use wasmtime::{Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy};
 use wasmtime::{PoolingAllocationConfig, WasmBacktraceDetails};
 
@@ -64,6 +66,12 @@ impl PluginEngine {
             .total_memories(slots.saturating_mul(2))
             .total_tables(slots.saturating_mul(4))
             .total_stacks(slots)
+            // Per component, the same bounds as each store's limiter (`state.rs`): left
+            // unbounded, one component could take every core-instance or memory slot of
+            // the pool at instantiation, before any store limit is asked.
+            .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
             .max_memory_size(MAX_MEMORY_BYTES)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)

@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::bindings::portcullis::plugin::{cache, crypto, host, outbound_http, types};
 use super::bindings::{EditError, Identity};
-use super::entry::Grants;
+use super::entry::{Grants, LOG_LINES_PER_SECOND};
 use super::jwks::Keys;
 use super::state::{
     PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
@@ -375,6 +375,9 @@ impl host::Host for PluginState {
 
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
         const MAX: usize = 4096;
+        let Some(dropped) = self.entry.log_lines.admit() else {
+            return Ok(());
+        };
         let message = if message.len() > MAX {
             let mut end = MAX;
             while !message.is_char_boundary(end) {
@@ -387,6 +390,15 @@ impl host::Host for PluginState {
         let route = &*self.entry.route;
         let plugin = &*self.entry.plugin;
         let request_id = self.request_id.as_deref().unwrap_or("-");
+        if dropped > 0 {
+            tracing::warn!(
+                target: "portcullis::plugin",
+                route,
+                plugin,
+                dropped,
+                "plugin log lines dropped: over {LOG_LINES_PER_SECOND} per second"
+            );
+        }
         macro_rules! emit {
             ($lvl:expr) => {
                 tracing::event!(target: "portcullis::plugin", $lvl, route, plugin, request_id, "{message}")
@@ -416,7 +428,7 @@ impl host::Host for PluginState {
                 .get_or_create(&PluginEventLabels {
                     route: self.entry.route.to_string(),
                     plugin: self.entry.plugin.to_string(),
-                    name,
+                    name: self.entry.counter_name(name),
                 })
                 .inc_by(delta);
         }

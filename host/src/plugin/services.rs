@@ -89,8 +89,18 @@ pub const MAX_CACHE_KEY: usize = 1024;
 pub const MAX_CACHE_VALUE: usize = 1024 * 1024;
 /// Longest time a value may be kept.
 pub const MAX_CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Bytes (keys and values) one namespace holds before evicting.
+/// Bytes (keys, values and bookkeeping) one namespace holds before evicting.
 const NAMESPACE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// What one entry costs beyond its key and value: the key's `String`, the value's `Bytes`
+/// and expiry, and moka's node, deque links and hash slot (about 150 bytes, rounded up).
+/// Without it a plugin storing empty values under one-byte keys held millions of entries
+/// in a "64 MiB" namespace.
+const ENTRY_OVERHEAD: usize = 192;
+
+/// The weight of one entry against [`NAMESPACE_CAPACITY`].
+fn weight(key: &str, value: &Bytes) -> u32 {
+    u32::try_from(ENTRY_OVERHEAD + key.len() + value.len()).unwrap_or(u32::MAX)
+}
 
 /// One shared cache namespace.
 pub struct CacheNamespace {
@@ -140,9 +150,7 @@ impl CacheNamespace {
     fn new(name: &str) -> Self {
         let entries = Cache::builder()
             .max_capacity(NAMESPACE_CAPACITY)
-            .weigher(|k: &String, v: &CacheValue| {
-                u32::try_from(k.len() + v.bytes.len()).unwrap_or(u32::MAX)
-            })
+            .weigher(|k: &String, v: &CacheValue| weight(k, &v.bytes))
             .expire_after(PerValueTtl)
             .build();
         Self {
@@ -201,5 +209,20 @@ mod tests {
             Bytes::new(),
             Duration::from_secs(1)
         ));
+    }
+
+    #[test]
+    fn tiny_entries_are_weighed_with_their_bookkeeping() {
+        let ns = CacheNamespace::new("tiny");
+        for i in 0..10_000u32 {
+            assert!(ns.set(&i.to_string(), Bytes::new(), Duration::from_secs(60)));
+        }
+        ns.entries.run_pending_tasks();
+        let per_entry = ns.entries.weighted_size() / ns.entries.entry_count();
+        assert!(
+            per_entry >= ENTRY_OVERHEAD as u64,
+            "{per_entry} bytes per entry"
+        );
+        assert!(NAMESPACE_CAPACITY / (ENTRY_OVERHEAD as u64) < 400_000);
     }
 }

@@ -93,6 +93,9 @@ pub struct PluginState {
     /// Request id for log lines, kept across phases.
     pub(super) request_id: Option<Arc<str>>,
     pub(super) memory_cap: usize,
+    /// Bytes of linear memory this instance holds, summed over all its memories: the cap
+    /// is one budget per instance, so a component of several modules cannot multiply it.
+    pub(super) memory_in_use: usize,
     pub(super) outbound_left: u32,
     /// Wall-clock end of the current call; the epoch callback traps past it.
     pub(super) deadline: Instant,
@@ -103,6 +106,7 @@ impl PluginState {
     pub(super) fn new(entry: Arc<EntryInfo>) -> Self {
         Self {
             memory_cap: entry.budgets.memory_bytes,
+            memory_in_use: 0,
             outbound_left: entry.budgets.outbound_calls,
             deadline: Instant::now() + entry.budgets.deadline,
             entry,
@@ -145,16 +149,23 @@ impl PluginState {
 
 /// Memory caps by store limits: growth past the entry's budget fails the call, and the
 /// fault is remembered so it is reported as memory exhaustion, not as a generic trap.
+///
+/// The budget covers every linear memory of the instance together (wasmtime asks per
+/// memory), and the counts of instances, memories and tables a store may create are held
+/// far below wasmtime's defaults of 10 000, which no plugin toolchain comes near.
 impl wasmtime::ResourceLimiter for PluginState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let total = self
+            .memory_in_use
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.memory_cap {
             self.fault = Some(Fault::MemoryCap {
-                requested: desired,
+                requested: total,
                 cap: self.memory_cap,
             });
             return Err(wasmtime::Error::msg(format!(
@@ -162,7 +173,14 @@ impl wasmtime::ResourceLimiter for PluginState {
                 self.memory_cap
             )));
         }
+        self.memory_in_use = total;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The growth was granted above but the allocator refused it; the call fails on
+        // its own, and the store is not used again after a failure.
+        Ok(())
     }
 
     fn table_growing(
@@ -173,7 +191,27 @@ impl wasmtime::ResourceLimiter for PluginState {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
 }
+
+/// Core instances a plugin's store may create: a wit-component plugin has a handful (its
+/// module and shims); interpreters built with componentize-py link a dozen or so.
+pub const MAX_CORE_INSTANCES: usize = 32;
+/// Linear memories a plugin's store may create; all of them share one memory budget.
+pub const MAX_MEMORIES: usize = 4;
+/// Function tables a plugin's store may create.
+pub const MAX_TABLES: usize = 32;
 
 /// Function tables only grow for dynamic linking tricks no plugin needs.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -291,5 +329,32 @@ mod tests {
         assert!(header_value(&"v".repeat(MAX_HEADER_VALUE + 1)).is_err());
         let v = header_value("café").expect("utf-8 is obs-text");
         assert_eq!(value_text(&v), "café");
+    }
+
+    #[test]
+    fn the_memory_budget_covers_all_memories_of_an_instance() {
+        use wasmtime::ResourceLimiter;
+        let services = Arc::new(super::super::services::HostServices::new(
+            Arc::default(),
+            super::super::jwks::KeySetSettings::default(),
+        ));
+        let entry = Arc::new(EntryInfo::for_tests(services, 10 << 20));
+        let mut state = PluginState::new(entry);
+        const MIB: usize = 1 << 20;
+        // Two memories of 6 MiB each: each alone fits the 10 MiB budget, together not.
+        assert!(state.memory_growing(0, 6 * MIB, None).expect("first fits"));
+        assert!(
+            state
+                .memory_growing(0, 4 * MIB, None)
+                .expect("exactly the budget")
+        );
+        assert!(state.memory_growing(4 * MIB, 5 * MIB, None).is_err());
+        assert_eq!(
+            state.fault,
+            Some(Fault::MemoryCap {
+                requested: 11 * MIB,
+                cap: 10 * MIB
+            })
+        );
     }
 }

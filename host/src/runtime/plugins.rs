@@ -326,24 +326,24 @@ fn entry_spec(
     );
     Some(EntrySpec {
         source,
-        info: EntryInfo {
-            route: Arc::from(route_id),
-            plugin: Arc::from(plugin_name.as_str()),
+        info: EntryInfo::new(
+            Arc::from(route_id),
+            Arc::from(plugin_name.as_str()),
             config,
-            budgets: Budgets {
+            Budgets {
                 deadline: budgets.deadline,
                 memory_bytes,
                 body_bytes: budgets.body_bytes,
                 outbound_calls: budgets.outbound_calls,
             },
-            grants: Grants {
+            Grants {
                 http,
                 cache,
                 crypto: e.grants.crypto,
             },
-            services: Arc::clone(services),
-            attaches_identity: std::sync::atomic::AtomicBool::new(verifies),
-        },
+            Arc::clone(services),
+            verifies,
+        ),
         failure: match e.failure {
             FailureConfig::Closed => FailurePolicy::Closed,
             FailureConfig::Open => FailurePolicy::Open,

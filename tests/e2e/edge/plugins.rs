@@ -43,6 +43,45 @@ config = {{ from = 200, to = 999 }}
     }
 }
 
+// Finding 6 (part): `host.count` with a new name per call grew the metrics registry
+// without bound (+1 GB after 50 requests).
+
+#[tokio::test]
+async fn a_plugin_cannot_grow_the_metrics_registry_without_bound() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "noisy"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{noisy}"
+config = {{ lines = 0, names = 500 }}
+"#,
+        upstream_block("app", &up),
+        noisy = test_plugins::NOISY,
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    for _ in 0..3 {
+        assert_eq!(conn.send(get("h", "/")).await.status, 200);
+    }
+    let text = gw.metrics.encode();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("portcullis_plugin_events_total{"))
+        .collect();
+    // 64 names of its own, and every later name counted under `_overflow`:
+    // 3 requests × (500 − 64) increments.
+    assert_eq!(series.len(), 65, "{series:#?}");
+    let overflow = series
+        .iter()
+        .find(|l| l.contains("name=\"_overflow\""))
+        .expect("an overflow series");
+    assert!(overflow.ends_with(" 1308"), "{overflow}");
+}
+
 // Finding 11: outbound grants allowed any port without one, a plugin-set `Host`, and
 // never matched IPv6.
 
