@@ -56,6 +56,9 @@ impl RunningGateway {
                 ))
             })
             .collect();
+        if let Some(services) = runtime.plugin_services.clone() {
+            tokio::spawn(async move { services.key_sets.fetch_configured().await });
+        }
         let policies = runtime.rate_limits.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(RATE_LIMIT_SWEEP);

@@ -152,6 +152,62 @@ async fn valid_tokens_reach_the_upstream_with_the_verified_identity_only() {
     assert_eq!(t.jwks.fetches.load(Ordering::SeqCst), 1);
 }
 
+/// Issue 10, finding 9: configured key sets are fetched when the gateway starts, so the
+/// first requests do not wait on the identity provider, and an identity provider that is
+/// down after the start costs nothing until the TTL.
+#[tokio::test]
+async fn configured_key_sets_are_fetched_at_start() {
+    let t = Setup::new().await;
+    let gw = TestGateway::start(&t.config("")).await;
+    let services = gw.plugin_services.clone().expect("plugin services");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !services.key_sets.configured_fetched() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key set was not fetched at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(t.jwks.fetches.load(Ordering::SeqCst), 1);
+    t.jwks.up.store(false, Ordering::SeqCst);
+    let mut conn = Conn::h1(gw.addr()).await;
+    let reply = call(
+        &mut conn,
+        Some(&t.s.token("RS256", Some("rsa-1"), &good("ann"))),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(t.jwks.fetches.load(Ordering::SeqCst), 1);
+}
+
+/// A key-set URL that could never be fetched is a config error, found at load.
+#[test]
+fn a_plain_http_key_set_url_off_loopback_is_a_config_error() {
+    let config = format!(
+        r#"version = 1
+{LISTENER}[upstreams.app]
+targets = ["127.0.0.1:9"]
+[plugins]
+cache_dir = "{{dir}}/cache"
+
+[[routes]]
+id = "api"
+upstream = "app"
+[[routes.plugins]]
+plugin = "jwt-auth"
+grants = {{ crypto = true, http = ["idp.example.com"] }}
+[routes.plugins.config]
+[[routes.plugins.config.issuers]]
+issuer = "{IDP}"
+jwks_url = "http://idp.example.com/jwks.json"
+algorithms = ["RS256"]
+"#
+    );
+    let error = crate::support::build_error(&config).expect("a config error");
+    assert!(error.contains("allow_http"), "{error}");
+    assert!(error.contains("gateway.toml:"), "{error}");
+}
+
 #[tokio::test]
 async fn the_attack_set_is_refused_with_rfc_6750_answers() {
     let t = Setup::new().await;

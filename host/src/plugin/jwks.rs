@@ -112,6 +112,15 @@ impl KeySet {
         Ok(Self { keys })
     }
 
+    /// How many verifying keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
@@ -208,6 +217,8 @@ pub struct KeySets {
     inline: moka::sync::Cache<String, Arc<KeySet>>,
     verified: moka::sync::Cache<[u8; 32], Remembered>,
     verified_hits: AtomicU64,
+    /// URLs that entries' configs name, fetched when the gateway starts.
+    configured: Mutex<Vec<String>>,
 }
 
 /// A verification kept for later requests with the same token.
@@ -233,12 +244,66 @@ impl KeySets {
                 .time_to_live(VERIFIED_TTL)
                 .build(),
             verified_hits: AtomicU64::new(0),
+            configured: Mutex::default(),
             remote: Mutex::new(HashMap::new()),
             inline: moka::sync::Cache::builder()
                 .max_capacity(256)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
         }
+    }
+
+    /// Records a key-set URL that an entry's config names, to be fetched at start; refuses
+    /// a URL that could never be fetched (not https off loopback without `allow_http`).
+    pub fn configure(&self, url: &str) -> Result<(), String> {
+        check_url(url, self.settings.allow_http)?;
+        let mut configured = self
+            .configured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !configured.iter().any(|u| u == url) {
+            configured.push(url.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Fetches every configured key set at once, so the first requests find their keys
+    /// (as Envoy's `async_fetch`); a set that cannot be had now is logged and fetched again
+    /// on first use. Returns how many were fetched.
+    pub async fn fetch_configured(&self) -> usize {
+        let urls = self
+            .configured
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let fetches = urls.iter().map(|url| async move {
+            match self.by_url(url, None).await {
+                Ok(set) => {
+                    tracing::info!(url = %url, keys = set.len(), "key set fetched at start");
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(url = %url, %error, "key set not fetched at start; retried on first use");
+                    false
+                }
+            }
+        });
+        futures_util::future::join_all(fetches)
+            .await
+            .into_iter()
+            .filter(|fetched| *fetched)
+            .count()
+    }
+
+    /// Whether every configured key set has been fetched (the readiness of the gateway's
+    /// authentication).
+    pub fn configured_fetched(&self) -> bool {
+        let urls = self
+            .configured
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        urls.iter().all(|url| current(&self.remote(url)).is_some())
     }
 
     /// How many times the set at `url` was fetched (for tests and metrics).

@@ -314,6 +314,17 @@ fn entry_spec(
         }
     };
     let config = plugin_config(route_id, e, base, spanned.span(), d);
+    if matches!(&source, PluginSource::Builtin(b) if b.name == "jwt-auth") {
+        for url in key_set_urls(&config) {
+            if let Err(error) = services.key_sets.configure(&url) {
+                d.error(
+                    spanned.span(),
+                    format!("route `{route_id}`: jwt-auth: {error}"),
+                    Some("use an https URL, or a loopback one while testing"),
+                );
+            }
+        }
+    }
     if d.len() != errors_before {
         return None;
     }
@@ -351,6 +362,20 @@ fn entry_spec(
         },
         mode,
     })
+}
+
+/// The `issuers[].jwks_url` of a jwt-auth entry's config (JSON text): the key sets the
+/// gateway fetches at start.
+fn key_set_urls(config: &str) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(config) else {
+        return Vec::new();
+    };
+    value["issuers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|issuer| issuer["jwks_url"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// `host` or `host:port`, nothing else.
