@@ -10,7 +10,7 @@ use crate::support::{LISTENER, TestGateway, build_error};
 
 const PLUGINS: &str = "[plugins]\nmax_instances = 32\ncache_dir = \"{dir}/cache\"\n";
 
-fn hash(key: &str) -> String {
+pub(crate) fn hash(key: &str) -> String {
     Sha256::digest(key.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

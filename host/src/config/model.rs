@@ -38,6 +38,10 @@ pub struct PluginsConfig {
     /// Plugin instances alive at once, across all routes (the pooling allocator's slots).
     #[serde(default = "defaults::max_instances")]
     pub max_instances: Spanned<u32>,
+    /// Instances one route's requests may hold at once, so a slow route (whose
+    /// response-phase plugins hold their instances through the upstream call) cannot take
+    /// every slot from the others. Three quarters of `max_instances` by default.
+    pub max_instances_per_route: Option<Spanned<u32>>,
     /// Keep compiled components on disk, keyed by content hash, so restarts skip
     /// compiling them.
     #[serde(default = "defaults::yes")]
@@ -52,6 +56,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             max_instances: defaults::max_instances(),
+            max_instances_per_route: None,
             compile_cache: true,
             cache_dir: None,
             key_sets: KeySetsConfig::default(),

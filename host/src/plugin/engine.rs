@@ -180,6 +180,35 @@ impl PluginEngine {
     }
 }
 
+/// The instances one route's requests may hold at once, shared by the entries of its
+/// pipeline. Taken before an engine slot and held as long as the instance serves the
+/// request: a route whose upstream is slow keeps its instances through that call, and
+/// without a share it could hold every slot and starve every other route's plugins.
+#[derive(Debug, Clone)]
+pub struct RouteShare(Arc<Semaphore>);
+
+impl RouteShare {
+    pub fn new(instances: u32) -> Self {
+        Self(Arc::new(Semaphore::new(instances.max(1) as usize)))
+    }
+
+    /// The default share of a pool of `max_instances`: three quarters, at least one.
+    pub fn default_size(max_instances: u32) -> u32 {
+        (max_instances.saturating_mul(3) / 4).max(1)
+    }
+
+    /// Waits up to `wait` for the route to be under its share.
+    pub async fn permit(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.0).try_acquire_owned() {
+            return Some(permit);
+        }
+        tokio::time::timeout(wait, Arc::clone(&self.0).acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
 /// The default cache folder: `$XDG_CACHE_HOME/portcullis` or `~/.cache/portcullis`.
 pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")

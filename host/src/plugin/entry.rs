@@ -17,7 +17,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::engine::{IdleInstances, PluginEngine};
+use super::engine::{IdleInstances, PluginEngine, RouteShare};
 use super::services::{CacheNamespace, HostServices};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
 
@@ -121,6 +121,8 @@ pub struct EntryInfo {
     pub budgets: Budgets,
     pub grants: Grants,
     pub services: Arc<HostServices>,
+    /// The route's share of the engine's instance slots, shared by its entries.
+    pub share: RouteShare,
     /// The entry verifies who calls (a built-in auth plugin, or a plugin seen calling
     /// `set-identity`): capacity failures then answer 503 whatever its failure policy.
     pub attaches_identity: AtomicBool,
@@ -145,7 +147,7 @@ impl EntryInfo {
         budgets: Budgets,
         grants: Grants,
         services: Arc<HostServices>,
-        attaches_identity: bool,
+        share: RouteShare,
     ) -> Self {
         Self {
             route,
@@ -154,10 +156,17 @@ impl EntryInfo {
             budgets,
             grants,
             services,
-            attaches_identity: AtomicBool::new(attaches_identity),
+            share,
+            attaches_identity: AtomicBool::new(false),
             log_lines: LogQuota::default(),
             counter_names: Mutex::default(),
         }
+    }
+
+    /// Marks the entry as one that attaches a verified identity (a built-in auth plugin).
+    pub fn attaching_identity(self, verifies: bool) -> Self {
+        self.attaches_identity.store(verifies, Ordering::Relaxed);
+        self
     }
 
     /// The counter name to record `name` under: itself while the entry has used fewer
@@ -192,7 +201,7 @@ impl EntryInfo {
             },
             Grants::default(),
             services,
-            false,
+            RouteShare::new(1),
         )
     }
 }
@@ -307,6 +316,8 @@ pub struct Instance {
     poisoned: bool,
     /// Reuse mode: the slot this instance returns to.
     slot: Option<(Arc<WarmPool>, OwnedSemaphorePermit)>,
+    /// The route's share, held while this instance serves its request.
+    _share: OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for Instance {
@@ -466,14 +477,27 @@ impl Entry {
         })
     }
 
-    /// An instance for one request: a fresh one, or a warm one in reuse mode.
+    /// An instance for one request: a fresh one, or a warm one in reuse mode; within the
+    /// route's share of the engine's slots.
     pub async fn instance(&self) -> Result<Instance, PluginFailure> {
+        let share = self
+            .info
+            .share
+            .permit(self.info.budgets.deadline)
+            .await
+            .ok_or_else(|| {
+                PluginFailure::Unavailable(format!(
+                    "route `{}` holds all the plugin instances it may (`[plugins] max_instances_per_route`)",
+                    self.info.route
+                ))
+            })?;
         let Some(pool) = &self.pool else {
             return Ok(Instance {
                 live: Some(self.fresh().await?),
                 served: 0,
                 poisoned: false,
                 slot: None,
+                _share: share,
             });
         };
         let permit = tokio::time::timeout(
@@ -493,6 +517,7 @@ impl Entry {
             live: Some(warm),
             poisoned: false,
             slot: Some((Arc::clone(pool), permit)),
+            _share: share,
         })
     }
 

@@ -10,7 +10,7 @@ use http::uri::Authority;
 use toml::Spanned;
 
 use crate::config::{self, Diagnostics, FailureConfig, PluginEntryConfig};
-use crate::plugin::engine::{self, EngineSettings, MAX_MEMORY_BYTES};
+use crate::plugin::engine::{self, EngineSettings, MAX_MEMORY_BYTES, RouteShare};
 use crate::plugin::jwks::KeySetSettings;
 use crate::plugin::{
     Budgets, EntryInfo, EntrySpec, FailurePolicy, Grants, HostGrant, HostServices, InstanceMode,
@@ -35,6 +35,8 @@ pub(super) struct PluginBuilder<'c> {
     loader: Option<Loader>,
     services: Option<Arc<HostServices>>,
     routes: Vec<RoutePlugins>,
+    /// Instances one route may hold at once (`max_instances_per_route`).
+    route_share: u32,
 }
 
 impl<'c> PluginBuilder<'c> {
@@ -50,6 +52,7 @@ impl<'c> PluginBuilder<'c> {
             loader: None,
             services: None,
             routes: Vec::new(),
+            route_share: 1,
         };
         if !cfg.routes.iter().any(|r| !r.get_ref().plugins.is_empty()) {
             return builder;
@@ -63,6 +66,21 @@ impl<'c> PluginBuilder<'c> {
             );
             return builder;
         }
+        let max_instances = *p.max_instances.get_ref();
+        builder.route_share = match &p.max_instances_per_route {
+            None => RouteShare::default_size(max_instances),
+            Some(n) if (1..=max_instances).contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                d.error(
+                    n.span(),
+                    format!(
+                        "`max_instances_per_route` must be between 1 and `max_instances` ({max_instances})"
+                    ),
+                    Some("leave it out for three quarters of `max_instances`"),
+                );
+                1
+            }
+        };
         let cache_dir = if p.compile_cache {
             p.cache_dir
                 .as_ref()
@@ -120,11 +138,13 @@ impl<'c> PluginBuilder<'c> {
                 None,
             );
         }
+        let share = RouteShare::new(self.route_share);
         let entries = route
             .plugins
             .iter()
             .filter_map(|e| {
-                entry_spec(&route_id, e, self.base, services, d).map(|spec| (e.span(), spec))
+                entry_spec(&route_id, e, self.base, services, &share, d)
+                    .map(|spec| (e.span(), spec))
             })
             .collect();
         self.routes.push(RoutePlugins {
@@ -202,6 +222,7 @@ fn entry_spec(
     spanned: &Spanned<PluginEntryConfig>,
     base: &Path,
     services: &Arc<HostServices>,
+    share: &RouteShare,
     d: &mut Diagnostics<'_>,
 ) -> Option<EntrySpec> {
     let e = spanned.get_ref();
@@ -353,8 +374,9 @@ fn entry_spec(
                 crypto: e.grants.crypto,
             },
             Arc::clone(services),
-            verifies,
-        ),
+            share.clone(),
+        )
+        .attaching_identity(verifies),
         failure: match e.failure {
             FailureConfig::Closed => FailurePolicy::Closed,
             FailureConfig::Open => FailurePolicy::Open,

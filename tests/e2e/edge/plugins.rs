@@ -215,6 +215,86 @@ config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "5f0ba1b2d
     assert_eq!(slow.await.expect("slow request").status, 200);
 }
 
+// Finding 7 (second half): one slow route could hold every instance slot.
+
+#[tokio::test]
+async fn a_slow_route_cannot_take_every_instance_slot_from_the_others() {
+    let up = TestUpstream::start("app").await;
+    // Four slots, three of them at most for one route (the default three quarters).
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+max_instances = 4
+cache_dir = "{{dir}}/cache"
+
+{}
+[[routes]]
+id = "slow"
+path = {{ prefix = "/slow" }}
+rewrite = {{ strip_prefix = true }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{}}
+
+[[routes]]
+id = "keyed"
+path = {{ prefix = "/keyed" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "key-auth"
+config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "{alice}" }} }} }}
+"#,
+        upstream_block("app", &up),
+        editor = test_plugins::RESPONSE_EDITOR,
+        alice = crate::key_auth::hash("alice-key"),
+    );
+    let gw = TestGateway::start(&config).await;
+    let addr = gw.addr();
+    // Four slow requests: three hold the route's share through their upstream call, the
+    // fourth waits for the share (then gets 503 past its plugin deadline).
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                Conn::h1(addr)
+                    .await
+                    .send(get("h", "/slow/delay/1500"))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    up.arrived(3).await;
+    // The other route still finds a slot: before the share, the slow route held all four
+    // and this request got 503.
+    let reply = Conn::h1(addr)
+        .await
+        .send(get("h", "/keyed/orders?api_key=alice-key"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let mut statuses = Vec::new();
+    for task in slow {
+        statuses.push(task.await.expect("slow request").as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 503]);
+}
+
+#[test]
+fn a_route_share_larger_than_the_pool_is_a_config_error() {
+    let config = format!(
+        "version = 1\n{LISTENER}[plugins]\nmax_instances = 4\nmax_instances_per_route = 5\n\n\
+         [upstreams.app]\ntargets = [\"127.0.0.1:9\"]\n\
+         [[routes]]\nid = \"r\"\nupstream = \"app\"\n[[routes.plugins]]\nplugin = \"key-auth\"\n\
+         config = {{ consumers = {{}} }}\n"
+    );
+    let error = crate::support::build_error(&config).expect("a config error");
+    assert!(
+        error.contains("gateway.toml:") && error.contains("between 1 and `max_instances` (4)"),
+        "{error}"
+    );
+}
+
 // Finding 6 (part): a plugin could build a head past every limit (and panic the request
 // task past 24 576 header names).
 
