@@ -36,6 +36,15 @@ impl FramingVerdicts {
             .unwrap_or(false)
     }
 
+    /// The verdicts not taken yet, oldest first: for tests and the fuzz target, which
+    /// compare what the guard decides for the same bytes read in different pieces.
+    pub fn pending(&self) -> Vec<bool> {
+        self.0
+            .lock()
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     fn push(&self, sound: bool) {
         if let Ok(mut q) = self.0.lock() {
             q.push_back(sound);

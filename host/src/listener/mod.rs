@@ -278,6 +278,10 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_headers * 2)
         .max_buf_size(hard_header_cap(limits))
+        // A client that shuts its sending side after the request (`nc -N`, some health
+        // checkers and scripts) still gets its answer, as from nginx; hyper's default
+        // dropped the request at the FIN.
+        .half_close(true)
         .keep_alive(true);
     builder
         .http2()
