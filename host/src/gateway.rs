@@ -140,7 +140,8 @@ pub async fn handle(
     let bytes_out = Arc::clone(&ex.record.bytes_out);
     response.map(|body| {
         Counted::new(body, bytes_out)
-            .with_guard((ex.record, open, ex.in_flight))
+            .with_guard((ex.record, ex.in_flight))
+            .with_watch(open)
             .boxed()
     })
 }

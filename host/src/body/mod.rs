@@ -30,6 +30,13 @@ pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// Told how a response body moves towards the client: a chunk is handed out, and the
+/// body is polled again once that chunk could be sent (see the listener's send timeout).
+pub trait SendWatch: Send + Sync {
+    fn polled(&self);
+    fn chunk_sent(&self);
+}
+
 pin_project_lite::pin_project! {
     /// Counts the data bytes that pass through; `guard` is dropped with the body, which
     /// is when a streamed response is really over.
@@ -38,6 +45,7 @@ pin_project_lite::pin_project! {
         inner: B,
         counter: Arc<AtomicU64>,
         guard: Option<Box<dyn Send + Sync>>,
+        watch: Option<Box<dyn SendWatch>>,
     }
 }
 
@@ -47,11 +55,18 @@ impl<B> Counted<B> {
             inner,
             counter,
             guard: None,
+            watch: None,
         }
     }
 
     pub fn with_guard(mut self, guard: impl Send + Sync + 'static) -> Self {
         self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// Reports each chunk and poll to `watch` (and drops it with the body).
+    pub fn with_watch(mut self, watch: impl SendWatch + 'static) -> Self {
+        self.watch = Some(Box::new(watch));
         self
     }
 }
@@ -65,11 +80,19 @@ impl<B: Body<Data = Bytes>> Body for Counted<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
+        if let Some(watch) = this.watch.as_deref() {
+            watch.polled();
+        }
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
             this.counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+            if let Some(watch) = this.watch.as_deref()
+                && !data.is_empty()
+            {
+                watch.chunk_sent();
+            }
         }
         polled
     }

@@ -364,6 +364,12 @@ pub struct ListenerLimits {
     /// on HTTP/2 the request side of Envoy's `stream_idle_timeout`); then 408.
     #[serde(with = "humantime_serde", default = "defaults::body_read_timeout")]
     pub body_read_timeout: Duration,
+    /// Longest time the client may leave the gateway unable to send: a response chunk
+    /// it does not take (a full TCP window, or an HTTP/2 stream window left at zero) or
+    /// bytes the socket does not accept. nginx `send_timeout`, the response side of
+    /// Envoy's `stream_idle_timeout`. The connection is then closed.
+    #[serde(with = "humantime_serde", default = "defaults::send_timeout")]
+    pub send_timeout: Duration,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
 }
@@ -378,6 +384,7 @@ impl Default for ListenerLimits {
             header_read_timeout: defaults::header_read_timeout(),
             idle_timeout: defaults::idle_timeout(),
             body_read_timeout: defaults::body_read_timeout(),
+            send_timeout: defaults::send_timeout(),
             max_connections: defaults::max_connections(),
         }
     }
@@ -610,6 +617,10 @@ mod defaults {
     }
     /// nginx's `client_body_timeout` default.
     pub fn body_read_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    /// nginx's `send_timeout` default.
+    pub fn send_timeout() -> Duration {
         Duration::from_secs(60)
     }
     pub fn max_connections() -> usize {

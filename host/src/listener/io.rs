@@ -1,9 +1,10 @@
 //! The client connection's byte stream, watched on its way to hyper: it records when
-//! bytes last moved (for the idle timeout) and feeds the HTTP/1 framing guard.
+//! bytes last moved (for the idle timeout), when the client stopped taking what the
+//! gateway sends (for the send timeout), and feeds the HTTP/1 framing guard.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -11,12 +12,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::framing::FramingGuard;
 
-/// Activity of one connection: when bytes last moved and how many requests are open.
+/// Activity of one connection: when bytes last moved, how many requests are open, and
+/// whether the client is taking what is sent to it.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
     pub open_requests: AtomicUsize,
+    /// Since when (ms after `epoch`, plus one; 0 = not) the socket has refused writes.
+    write_blocked: AtomicU64,
+    /// The responses in flight, each with the time a chunk was handed out and not yet
+    /// followed by another poll of the body.
+    sends: Mutex<Vec<Weak<SendProgress>>>,
+}
+
+/// One response's progress towards the client. hyper polls a response body for its
+/// next chunk only once the previous one could be sent (into the TCP socket, or into an
+/// HTTP/2 stream's flow-control window): a chunk handed out and not followed by another
+/// poll is a client that stopped reading, which the socket alone cannot show on HTTP/2.
+#[derive(Debug, Default)]
+pub struct SendProgress {
+    /// Since when (ms after the connection's epoch, plus one; 0 = not) a chunk waits.
+    waiting: AtomicU64,
 }
 
 impl Default for Activity {
@@ -31,12 +48,45 @@ impl Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
             open_requests: AtomicUsize::new(0),
+            write_blocked: AtomicU64::new(0),
+            sends: Mutex::default(),
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the client has left the gateway unable to send: the socket refusing
+    /// writes, or a response chunk it has not taken; zero when neither.
+    pub fn send_stalled_for(&self) -> std::time::Duration {
+        let now = self.now_ms();
+        let since = |mark: u64| {
+            if mark == 0 {
+                0
+            } else {
+                now.saturating_sub(mark - 1)
+            }
+        };
+        let mut longest = since(self.write_blocked.load(Ordering::Relaxed));
+        if let Ok(mut sends) = self.sends.lock() {
+            sends.retain(|s| match s.upgrade() {
+                Some(s) => {
+                    longest = longest.max(since(s.waiting.load(Ordering::Relaxed)));
+                    true
+                }
+                None => false,
+            });
+        }
+        std::time::Duration::from_millis(longest)
+    }
+
+    fn mark(&self) -> u64 {
+        self.now_ms() + 1
     }
 
     /// When bytes last moved.
@@ -45,21 +95,53 @@ impl Activity {
     }
 }
 
-/// Counts a request as open until dropped (with its response body).
+impl SendProgress {
+    /// Called on every poll of the response body: the previous chunk went out.
+    fn polled(&self) {
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request as open until dropped (with its response body), and watches its
+/// response's progress towards the client.
 #[derive(Debug)]
-pub struct OpenRequest(Arc<Activity>);
+pub struct OpenRequest {
+    activity: Arc<Activity>,
+    progress: Arc<SendProgress>,
+}
 
 impl OpenRequest {
     pub fn new(activity: Arc<Activity>) -> Self {
         activity.open_requests.fetch_add(1, Ordering::Relaxed);
-        Self(activity)
+        let progress = Arc::new(SendProgress::default());
+        if let Ok(mut sends) = activity.sends.lock() {
+            // Finished responses are pruned here too, so a busy keep-alive connection
+            // keeps about as many entries as it has requests in flight.
+            if sends.len() >= 128 {
+                sends.retain(|s| s.strong_count() > 0);
+            }
+            sends.push(Arc::downgrade(&progress));
+        }
+        Self { activity, progress }
+    }
+}
+
+impl crate::body::SendWatch for OpenRequest {
+    fn chunk_sent(&self) {
+        self.progress
+            .waiting
+            .store(self.activity.mark(), Ordering::Relaxed);
+    }
+
+    fn polled(&self) {
+        self.progress.polled();
     }
 }
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.open_requests.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+        self.activity.open_requests.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -114,11 +196,7 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled
-            && *n > 0
-        {
-            this.activity.touch();
-        }
+        record_write(this.activity, &polled);
         polled
     }
 
@@ -137,15 +215,32 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &polled
-            && *n > 0
-        {
-            this.activity.touch();
-        }
+        record_write(this.activity, &polled);
         polled
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// Bytes written move the idle clock and end a write stall; a refused write starts one.
+fn record_write(activity: &Activity, polled: &Poll<std::io::Result<usize>>) {
+    match polled {
+        Poll::Ready(Ok(n)) => {
+            if *n > 0 {
+                activity.touch();
+            }
+            activity.write_blocked.store(0, Ordering::Relaxed);
+        }
+        Poll::Pending => {
+            let _ = activity.write_blocked.compare_exchange(
+                0,
+                activity.mark(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        Poll::Ready(Err(_)) => {}
     }
 }

@@ -231,7 +231,10 @@ impl ListenerSettings {
         let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let idle = limits.idle_timeout;
-        let idle_timer = tokio::time::sleep(idle);
+        let send_timeout = limits.send_timeout;
+        // The send timeout is checked a few times within its length.
+        let send_check = (send_timeout / 4).max(Duration::from_millis(50));
+        let idle_timer = tokio::time::sleep(idle.min(send_check));
         tokio::pin!(idle_timer);
         let mut closing = false;
         loop {
@@ -246,17 +249,24 @@ impl ListenerSettings {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
-                () = &mut idle_timer, if !closing => {
+                () = &mut idle_timer => {
+                    let stalled = activity.send_stalled_for();
+                    if stalled >= send_timeout {
+                        // A client that takes nothing cannot be shut down gracefully
+                        // (that needs a write too): the connection is dropped.
+                        tracing::info!(%peer, stalled_ms = stalled.as_millis() as u64, "closing a connection whose client stopped reading (send_timeout)");
+                        break;
+                    }
+                    let now = std::time::Instant::now();
                     let open = activity.open_requests.load(std::sync::atomic::Ordering::Relaxed);
                     let deadline = activity.last() + idle;
-                    if open == 0 && deadline <= std::time::Instant::now() {
+                    if !closing && open == 0 && deadline <= now {
                         tracing::debug!(%peer, "closing idle connection");
                         conn.as_mut().graceful_shutdown();
                         closing = true;
-                    } else {
-                        let next = if open == 0 { deadline } else { std::time::Instant::now() + idle };
-                        idle_timer.as_mut().reset(next.into());
                     }
+                    let next = if open == 0 && !closing { deadline } else { now + idle };
+                    idle_timer.as_mut().reset(next.min(now + send_check).into());
                 }
             }
         }
@@ -283,11 +293,24 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
         // dropped the request at the FIN.
         .half_close(true)
         .keep_alive(true);
+    // HTTP/2 flood limits, set explicitly rather than left to library defaults that may
+    // move (tests: `tests/e2e/edge/h2_floods.rs`):
+    // - streams reset by the client before they were served: past 20 the connection gets
+    //   GOAWAY ENHANCE_YOUR_CALM (rapid reset, CVE-2023-44487);
+    // - streams the gateway had to reset for the client's errors: past 1024, GOAWAY;
+    // - a header block (CONTINUATION frames included, CVE-2024-27316) past the header
+    //   cap ends the connection;
+    // - control frames a client never reads the answers to (SETTINGS, PING) stop being
+    //   read once the socket is full, and the send timeout closes the connection.
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(100)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
         .max_header_list_size(u32::try_from(hard_header_cap(limits)).unwrap_or(u32::MAX))
+        .max_frame_size(16 * 1024)
+        .max_send_buf_size(1024 * 1024)
         .initial_stream_window_size(64 * 1024)
         .initial_connection_window_size(1024 * 1024);
     builder

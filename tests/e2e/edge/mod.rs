@@ -4,6 +4,7 @@
 
 mod bodies;
 mod forwarding;
+mod h2_floods;
 mod paths;
 mod plugins;
 mod rate_limits;

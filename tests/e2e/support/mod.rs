@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod h2raw;
 pub mod jwt;
 pub mod process;
 pub mod upstream;

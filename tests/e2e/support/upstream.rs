@@ -4,6 +4,7 @@
 //!   length (and the body itself up to 64 KiB) and HTTP version, and `x-upstream: NAME`;
 //! - `/delay/MS`: the same echo after MS milliseconds (a slow service);
 //! - `/status/N`: answers status N;
+//! - `/bytes/N`: answers N bytes of `x` (a large download);
 //! - `/ws`: accepts an `Upgrade: websocket` handshake with 101 and echoes every byte.
 //!
 //! It counts accepted connections and requests, and with TLS it can require a client
@@ -200,6 +201,13 @@ async fn answer(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>>
             .header("x-upstream", name)
             .body(Full::new(Bytes::new()))
             .expect("status");
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: usize = n.parse().unwrap_or(0);
+        return Response::builder()
+            .header("x-upstream", name)
+            .body(Full::new(Bytes::from(vec![b'x'; n])))
+            .expect("bytes");
     }
     if let Some(ms) = path.strip_prefix("/delay/") {
         let ms: u64 = ms.parse().unwrap_or(0);
