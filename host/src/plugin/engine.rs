@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use wasmtime::component::Component;
 
+use super::cpu::CpuLane;
 use super::state::{MAX_CORE_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 use wasmtime::{Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy};
 use wasmtime::{PoolingAllocationConfig, WasmBacktraceDetails};
@@ -39,6 +40,8 @@ pub struct PluginEngine {
     slots: Arc<Semaphore>,
     /// Reuse-mode pools, whose idle warm instances hold slots they are not using.
     pools: Arc<Mutex<Vec<Weak<dyn IdleInstances>>>>,
+    /// The CPU budget that calls past their fast allowance share.
+    cpu: Arc<CpuLane>,
 }
 
 /// Something that keeps idle instances (a reuse-mode pool) and can give one up.
@@ -127,6 +130,7 @@ impl PluginEngine {
             engine,
             slots: Arc::new(Semaphore::new(slots as usize)),
             pools: Arc::default(),
+            cpu: Arc::default(),
         })
     }
 
@@ -168,6 +172,10 @@ impl PluginEngine {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn cpu(&self) -> &Arc<CpuLane> {
+        &self.cpu
     }
 
     /// Compiles a component, or loads it from the cache when these exact bytes were

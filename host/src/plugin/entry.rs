@@ -17,6 +17,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
+use super::cpu::FAST_ALLOWANCE;
 use super::engine::{IdleInstances, PluginEngine, RouteShare};
 use super::services::{CacheNamespace, HostServices};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
@@ -655,16 +656,32 @@ const CHECK_CONFIG_DEADLINE: Duration = Duration::from_secs(5);
 const EPOCH_GRACE: Duration = Duration::from_millis(5);
 
 /// A store with the entry's limits, and a deadline checked at every epoch tick: past it
-/// the call traps; before it the plugin yields so other requests on this thread go on.
+/// the call traps; before it the plugin yields so other requests on this thread go on,
+/// and past its fast allowance it waits for its share of the demoted calls' CPU budget.
 fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        if Instant::now() >= ctx.data().deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
+    let cpu = Arc::clone(engine.cpu());
+    store.epoch_deadline_callback(move |ctx| {
+        let now = Instant::now();
+        let state = ctx.data();
+        if now >= state.deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        if now.duration_since(state.call_started) < FAST_ALLOWANCE {
+            return Ok(UpdateDeadline::Yield(1));
+        }
+        let threads =
+            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+        let wait = cpu.charge(threads).min(state.deadline - now);
+        if wait.is_zero() {
             Ok(UpdateDeadline::Yield(1))
+        } else {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(wait)),
+            ))
         }
     });
     store

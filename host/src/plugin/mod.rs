@@ -15,6 +15,7 @@
 //! entry's grants, pre-links it, and calls its `check-config`.
 
 pub mod bindings;
+pub mod cpu;
 pub mod engine;
 pub mod entry;
 pub mod imports;
