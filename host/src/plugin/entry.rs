@@ -659,8 +659,12 @@ const EPOCH_GRACE: Duration = Duration::from_millis(5);
 /// the call traps; before it the plugin yields so other requests on this thread go on,
 /// and past its fast allowance it waits for its share of the demoted calls' CPU budget.
 fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
+    let fuel = state.hostcall_bytes();
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+    // What the guest may hand the host in one call or one return, counted by wasmtime
+    // before anything is copied (its default is 128 MiB, whatever the entry's budget).
+    store.set_hostcall_fuel(fuel);
     store.set_epoch_deadline(1);
     let cpu = Arc::clone(engine.cpu());
     store.epoch_deadline_callback(move |ctx| {
@@ -697,6 +701,18 @@ fn classify(fault: Option<Fault>, e: &wasmtime::Error) -> Option<PluginFailure> 
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Some(PluginFailure::Timeout),
         Some(trap) => Some(PluginFailure::Trap(trap.to_string())),
+        // wasmtime's hostcall fuel ran out: the guest handed over more than the store
+        // allows in one call, refused before the copy (`new_store`). Its error type is
+        // private; `a_reply_over_budget_is_refused_as_such_before_it_is_copied` keeps
+        // this match honest across wasmtime versions.
+        None if e
+            .chain()
+            .any(|c| c.to_string().contains("fuel allocated for hostcalls")) =>
+        {
+            Some(PluginFailure::OutputTooLarge(
+                "more data handed to the host in one call than `body_bytes` and the head limits allow",
+            ))
+        }
         None => None,
     }
 }

@@ -120,6 +120,19 @@ impl PluginState {
         }
     }
 
+    /// The most a guest may hand the host in one call or return (wasmtime's hostcall
+    /// fuel): a body within `body_bytes` or a cache value, with a head within the limits,
+    /// and room for the smaller strings of any call.
+    pub(super) fn hostcall_bytes(&self) -> usize {
+        let body = usize::try_from(self.entry.budgets.body_bytes).unwrap_or(usize::MAX);
+        let head = RequestLimits::default()
+            .max_header_bytes
+            .max(MAX_HEADER_VALUE);
+        body.max(super::services::MAX_CACHE_VALUE)
+            .saturating_add(head)
+            .saturating_add(64 * 1024)
+    }
+
     /// Readies the state for the next call: a fresh deadline and, for a new request, fresh
     /// per-request budgets.
     pub(super) fn begin_call(&mut self, new_request: bool) {

@@ -215,6 +215,44 @@ config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "5f0ba1b2d
     assert_eq!(slow.await.expect("slow request").status, 200);
 }
 
+// Finding 6 (part): a 200 MB reply was copied out of the guest before the budget was
+// checked, and was refused as a trap by wasmtime's own limits, not as over budget.
+
+#[tokio::test]
+async fn a_reply_over_budget_is_refused_as_such_before_it_is_copied() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "big"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{oversized}"
+config = {{ bytes = 200000000 }}
+budgets = {{ deadline = "10s", memory_mib = 256, body_bytes = 1048576 }}
+"#,
+        upstream_block("app", &up),
+        oversized = test_plugins::OVERSIZED,
+    );
+    let gw = TestGateway::start(&config).await;
+    let reply = Conn::h1(gw.addr()).await.send(get("h", "/")).await;
+    assert_eq!(reply.status, 500, "{}", reply.text());
+    let plugin = std::path::Path::new(test_plugins::OVERSIZED)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        gw.metrics
+            .plugin_failures("big", &plugin, "output_too_large"),
+        1,
+        "{}",
+        gw.metrics.encode()
+    );
+    assert_eq!(gw.metrics.plugin_failures("big", &plugin, "trap"), 0);
+}
+
 // Finding 7 (second half): one slow route could hold every instance slot.
 
 #[tokio::test]
