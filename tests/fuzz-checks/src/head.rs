@@ -22,6 +22,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Harness {
     runtime: tokio::runtime::Runtime,
     gateway: SocketAddr,
+    // Serves for the life of the process.
+    _running: portcullis::server::RunningGateway,
 }
 
 fn config(upstream: SocketAddr, dir: &std::path::Path) -> String {
@@ -99,22 +101,22 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let gateway = runtime.block_on(async {
+        let running = runtime.block_on(async {
             let dir = tempfile::tempdir().expect("tempdir").keep();
             let text = config(upstream().await, &dir);
             let path = dir.join("gateway.toml");
             std::fs::write(&path, &text).expect("write config");
             let file = portcullis::config::load(&path).expect("config");
             let built = portcullis::runtime::Runtime::build(&file).expect("runtime");
-            let running = portcullis::server::RunningGateway::start(built)
+            portcullis::server::RunningGateway::start(built)
                 .await
-                .expect("start gateway");
-            let addr = running.addresses[0];
-            // Serves for the life of the process.
-            std::mem::forget(running);
-            addr
+                .expect("start gateway")
         });
-        Harness { runtime, gateway }
+        Harness {
+            gateway: running.addresses[0],
+            runtime,
+            _running: running,
+        }
     })
 }
 
