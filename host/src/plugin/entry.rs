@@ -6,9 +6,6 @@
 //! instances serves one request at a time each; an instance is thrown away after a failure
 //! or after `max_requests` requests.
 
-use std::collections::HashSet;
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,21 +15,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
 use super::cpu::FAST_ALLOWANCE;
-use super::engine::{IdleInstances, PluginEngine, RouteShare};
-use super::services::{CacheNamespace, HostServices};
+use super::engine::{IdleInstances, PluginEngine};
+pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
-
-/// Per-request limits of one entry (`budgets` in TOML).
-#[derive(Debug, Clone)]
-pub struct Budgets {
-    /// Wall-clock time for one call, host imports included.
-    pub deadline: Duration,
-    pub memory_bytes: usize,
-    /// Largest body the plugin may be shown or hand back.
-    pub body_bytes: u64,
-    /// Outbound HTTP calls allowed per request.
-    pub outbound_calls: u32,
-}
 
 /// What happens to the request when the plugin fails (trap, deadline, memory, error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,204 +48,6 @@ pub enum InstanceMode {
         max_instances: usize,
         max_requests: u32,
     },
-}
-
-/// A granted outbound host. `name` alone allows the scheme's default port only (80 for
-/// `http`, 443 for `https`): a grant for `auth.example.com` must not open its admin port.
-/// IPv6 hosts are kept without brackets, on both sides of the comparison.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostGrant {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl HostGrant {
-    /// Whether a request to `host:port` is granted; `default_port` is the URL scheme's.
-    pub fn permits(&self, host: &str, port: u16, default_port: u16) -> bool {
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        self.host.eq_ignore_ascii_case(host) && self.port.unwrap_or(default_port) == port
-    }
-}
-
-/// Capabilities granted to an entry. Deny by default: empty means none.
-#[derive(Debug, Clone, Default)]
-pub struct Grants {
-    pub http: Vec<HostGrant>,
-    pub cache: Option<Arc<CacheNamespace>>,
-    pub crypto: bool,
-}
-
-impl Grants {
-    /// Whether an absolute `http`/`https` URL names a granted host and port.
-    pub fn permits_url(&self, uri: &http::Uri) -> bool {
-        let default_port = match uri.scheme_str() {
-            Some("http") => 80,
-            Some("https") => 443,
-            _ => return false,
-        };
-        let Some(host) = uri.host() else {
-            return false;
-        };
-        let port = uri.port_u16().unwrap_or(default_port);
-        self.http
-            .iter()
-            .any(|g| g.permits(host, port, default_port))
-    }
-}
-
-/// What every store of an entry shares.
-#[derive(Debug)]
-pub struct EntryInfo {
-    pub route: Arc<str>,
-    /// The plugin as named in the config (built-in name or file name).
-    pub plugin: Arc<str>,
-    /// The entry's `config` table as JSON text.
-    pub config: String,
-    pub budgets: Budgets,
-    pub grants: Grants,
-    pub services: Arc<HostServices>,
-    /// The route's share of the engine's instance slots, shared by its entries.
-    pub share: RouteShare,
-    /// The entry verifies who calls (a built-in auth plugin, or a plugin seen calling
-    /// `set-identity`): capacity failures then answer 503 whatever its failure policy.
-    pub attaches_identity: AtomicBool,
-    /// `host.log` lines this entry may write: a plugin logging in a loop must not fill
-    /// the disk or starve the log writer for every other route.
-    pub(super) log_lines: LogQuota,
-    /// The `host.count` names this entry has used; past [`MAX_COUNTER_NAMES`] new names
-    /// are counted under [`OVERFLOW_COUNTER`], so the metrics registry stays bounded.
-    counter_names: Mutex<HashSet<String>>,
-}
-
-/// Distinct `host.count` names one entry may create.
-pub const MAX_COUNTER_NAMES: usize = 64;
-/// The name counted instead of a new one past [`MAX_COUNTER_NAMES`].
-pub const OVERFLOW_COUNTER: &str = "_overflow";
-
-impl EntryInfo {
-    pub fn new(
-        route: Arc<str>,
-        plugin: Arc<str>,
-        config: String,
-        budgets: Budgets,
-        grants: Grants,
-        services: Arc<HostServices>,
-        share: RouteShare,
-    ) -> Self {
-        Self {
-            route,
-            plugin,
-            config,
-            budgets,
-            grants,
-            services,
-            share,
-            attaches_identity: AtomicBool::new(false),
-            log_lines: LogQuota::default(),
-            counter_names: Mutex::default(),
-        }
-    }
-
-    /// Marks the entry as one that attaches a verified identity (a built-in auth plugin).
-    pub fn attaching_identity(self, verifies: bool) -> Self {
-        self.attaches_identity.store(verifies, Ordering::Relaxed);
-        self
-    }
-
-    /// The counter name to record `name` under: itself while the entry has used fewer
-    /// than [`MAX_COUNTER_NAMES`] names (or used this one before), the overflow name after.
-    pub(super) fn counter_name(&self, name: String) -> String {
-        let mut names = self
-            .counter_names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if names.contains(&name) {
-            return name;
-        }
-        if names.len() >= MAX_COUNTER_NAMES {
-            return OVERFLOW_COUNTER.to_owned();
-        }
-        names.insert(name.clone());
-        name
-    }
-
-    /// An entry for unit tests: default budgets but `memory_bytes`, no grants.
-    #[cfg(test)]
-    pub(super) fn for_tests(services: Arc<HostServices>, memory_bytes: usize) -> Self {
-        Self::new(
-            Arc::from("route"),
-            Arc::from("plugin"),
-            "{}".to_owned(),
-            Budgets {
-                deadline: Duration::from_millis(100),
-                memory_bytes,
-                body_bytes: 1 << 20,
-                outbound_calls: 0,
-            },
-            Grants::default(),
-            services,
-            RouteShare::new(1),
-        )
-    }
-}
-
-/// Log lines one entry may write per second, and how many it wrote beyond that.
-#[derive(Debug)]
-pub(super) struct LogQuota {
-    limiter: governor::DefaultDirectRateLimiter,
-    dropped: AtomicU64,
-}
-
-#[cfg(test)]
-mod log_quota_tests {
-    use super::*;
-
-    #[test]
-    fn log_lines_past_the_burst_are_dropped_and_reported_once_admitted() {
-        let quota = LogQuota::default();
-        for _ in 0..2 * LOG_LINES_PER_SECOND {
-            assert_eq!(quota.admit(), Some(0));
-        }
-        for _ in 0..1000 {
-            assert_eq!(quota.admit(), None);
-        }
-        // A line is admitted again within 10 ms (one per 10 ms at 100 per second); it
-        // carries the count of those dropped before it.
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(quota.admit(), Some(1000));
-    }
-}
-
-/// Lines per second one entry may log, across all its instances; bursts of twice that.
-pub const LOG_LINES_PER_SECOND: u32 = 100;
-
-impl Default for LogQuota {
-    fn default() -> Self {
-        let rate = NonZeroU32::new(LOG_LINES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(2 * LOG_LINES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
-        Self {
-            limiter: governor::RateLimiter::direct(
-                governor::Quota::per_second(rate).allow_burst(burst),
-            ),
-            dropped: AtomicU64::new(0),
-        }
-    }
-}
-
-impl LogQuota {
-    /// Whether one more line may be written now; when it may, the number of lines dropped
-    /// since the last one written, so the log says that some are missing.
-    pub(super) fn admit(&self) -> Option<u64> {
-        if self.limiter.check().is_ok() {
-            Some(self.dropped.swap(0, Ordering::Relaxed))
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
 }
 
 /// How a plugin call failed.

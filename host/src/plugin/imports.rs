@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::bindings::portcullis::plugin::{cache, crypto, host, outbound_http, types};
 use super::bindings::{EditError, Identity};
-use super::entry::{Grants, LOG_LINES_PER_SECOND};
+use super::info::{Grants, LOG_LINES_PER_SECOND};
 use super::jwks::Keys;
 use super::state::{
     PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,

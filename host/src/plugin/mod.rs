@@ -19,6 +19,7 @@ pub mod cpu;
 pub mod engine;
 pub mod entry;
 pub mod imports;
+pub mod info;
 pub mod jwks;
 pub mod pipeline;
 pub mod services;
