@@ -1,4 +1,4 @@
-//! CPU fairness between plugin calls: a call that runs past a short allowance is
+//! CPU fairness between plugin calls: an entry whose calls run past a short allowance is
 //! demoted, and all demoted calls together get at most a fifth of the runtime's threads.
 //!
 //! Plugins run on the threads that serve every request, yielding at each epoch tick. A
@@ -18,8 +18,14 @@ use std::time::{Duration, Instant};
 
 use super::engine::EPOCH_TICK;
 
-/// Time a call may run before it is demoted.
-pub const FAST_ALLOWANCE: Duration = Duration::from_millis(2);
+/// Epoch ticks a call may see before its entry is demoted. A tick falls in a call with a
+/// probability that grows with the CPU time it takes, so quick policies (tens of
+/// microseconds) almost never see two, and a call that does is computing.
+pub const FREE_TICKS: u32 = 2;
+/// How long an entry stays demoted after one of its calls went past [`FREE_TICKS`]: its
+/// later calls get no free ticks, so a computing plugin cannot take a free slice per call
+/// (16 connections on a plugin looping to its 50 ms deadline took 64 % of a core that way).
+pub const DEMOTED_FOR: Duration = Duration::from_secs(1);
 /// Share of each runtime thread that demoted calls may use together, as one slice in this
 /// many: 5 is a fifth.
 const SHARE_DENOMINATOR: u32 = 5;
@@ -44,6 +50,12 @@ impl Default for CpuLane {
 }
 
 impl CpuLane {
+    /// Milliseconds since the lane's epoch, plus one (0 is "never"): the clock entries
+    /// use to record until when they are demoted.
+    pub fn now_mark(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
     /// Charges one slice of a demoted call running on a runtime of `threads` threads;
     /// returns how long the call must wait before the slice.
     pub fn charge(&self, threads: usize) -> Duration {

@@ -6,6 +6,7 @@
 //! instances serves one request at a time each; an instance is thrown away after a failure
 //! or after `max_requests` requests.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::cpu::FAST_ALLOWANCE;
+use super::cpu::{DEMOTED_FOR, FREE_TICKS};
 use super::engine::{IdleInstances, PluginEngine};
 pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
@@ -454,15 +455,19 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
     store.set_hostcall_fuel(fuel);
     store.set_epoch_deadline(1);
     let cpu = Arc::clone(engine.cpu());
-    store.epoch_deadline_callback(move |ctx| {
+    store.epoch_deadline_callback(move |mut ctx| {
         let now = Instant::now();
-        let state = ctx.data();
+        let state = ctx.data_mut();
         if now >= state.deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        if now.duration_since(state.call_started) < FAST_ALLOWANCE {
+        state.ticks += 1;
+        let mark = cpu.now_mark();
+        let demoted = &state.entry.demoted_until;
+        if state.ticks <= FREE_TICKS && demoted.load(Ordering::Relaxed) < mark {
             return Ok(UpdateDeadline::Yield(1));
         }
+        demoted.store(mark + DEMOTED_FOR.as_millis() as u64, Ordering::Relaxed);
         let threads =
             tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
         let wait = cpu.charge(threads).min(state.deadline - now);

@@ -99,8 +99,8 @@ pub struct PluginState {
     pub(super) outbound_left: u32,
     /// Wall-clock end of the current call; the epoch callback traps past it.
     pub(super) deadline: Instant,
-    /// When the current call began: past the fast allowance it is demoted (`cpu.rs`).
-    pub(super) call_started: Instant,
+    /// Epoch ticks the current call has seen (`cpu.rs`).
+    pub(super) ticks: u32,
     pub(super) fault: Option<Fault>,
 }
 
@@ -111,7 +111,7 @@ impl PluginState {
             memory_in_use: 0,
             outbound_left: entry.budgets.outbound_calls,
             deadline: Instant::now() + entry.budgets.deadline,
-            call_started: Instant::now(),
+            ticks: 0,
             entry,
             request: None,
             response: None,
@@ -136,8 +136,8 @@ impl PluginState {
     /// Readies the state for the next call: a fresh deadline and, for a new request, fresh
     /// per-request budgets.
     pub(super) fn begin_call(&mut self, new_request: bool) {
-        self.call_started = Instant::now();
-        self.deadline = self.call_started + self.entry.budgets.deadline;
+        self.ticks = 0;
+        self.deadline = Instant::now() + self.entry.budgets.deadline;
         self.fault = None;
         if new_request {
             self.outbound_left = self.entry.budgets.outbound_calls;
