@@ -21,6 +21,8 @@ pub struct Activity {
     pub open_requests: AtomicUsize,
     /// Since when (ms after `epoch`, plus one; 0 = not) the socket has refused writes.
     write_blocked: AtomicU64,
+    /// When bytes were last written (ms after `epoch`).
+    last_write_ms: AtomicU64,
     /// The responses in flight, each with the time a chunk was handed out and not yet
     /// followed by another poll of the body.
     sends: Mutex<Vec<Weak<SendProgress>>>,
@@ -49,6 +51,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             open_requests: AtomicUsize::new(0),
             write_blocked: AtomicU64::new(0),
+            last_write_ms: AtomicU64::new(0),
             sends: Mutex::default(),
         }
     }
@@ -62,7 +65,9 @@ impl Activity {
     }
 
     /// How long the client has left the gateway unable to send: the socket refusing
-    /// writes, or a response chunk it has not taken; zero when neither.
+    /// writes (or flushes), or a response chunk it has not taken while nothing at all was
+    /// written — nginx's rule of time between two successive writes, so one HTTP/2 stream
+    /// paused by flow control does not cut a connection whose other streams move.
     pub fn send_stalled_for(&self) -> std::time::Duration {
         let now = self.now_ms();
         let since = |mark: u64| {
@@ -72,17 +77,19 @@ impl Activity {
                 now.saturating_sub(mark - 1)
             }
         };
-        let mut longest = since(self.write_blocked.load(Ordering::Relaxed));
+        let blocked = since(self.write_blocked.load(Ordering::Relaxed));
+        let mut waiting = 0;
         if let Ok(mut sends) = self.sends.lock() {
             sends.retain(|s| match s.upgrade() {
                 Some(s) => {
-                    longest = longest.max(since(s.waiting.load(Ordering::Relaxed)));
+                    waiting = waiting.max(since(s.waiting.load(Ordering::Relaxed)));
                     true
                 }
                 None => false,
             });
         }
-        std::time::Duration::from_millis(longest)
+        let since_write = now.saturating_sub(self.last_write_ms.load(Ordering::Relaxed));
+        std::time::Duration::from_millis(blocked.max(waiting.min(since_write)))
     }
 
     fn mark(&self) -> u64 {
@@ -196,16 +203,24 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write(cx, buf);
-        record_write(this.activity, &polled);
+        record_write(this.activity, Written::of(&polled, |n| *n));
         polled
     }
 
+    // A TLS stream accepts writes into its own buffer while the socket is full; the
+    // stall then shows only here.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let polled = this.inner.poll_flush(cx);
+        record_write(this.activity, Written::of(&polled, |()| 0));
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        let polled = this.inner.poll_shutdown(cx);
+        record_write(this.activity, Written::of(&polled, |()| 0));
+        polled
     }
 
     fn poll_write_vectored(
@@ -215,7 +230,7 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         let polled = this.inner.poll_write_vectored(cx, bufs);
-        record_write(this.activity, &polled);
+        record_write(this.activity, Written::of(&polled, |n| *n));
         polled
     }
 
@@ -224,16 +239,36 @@ impl<S: AsyncWrite> AsyncWrite for WatchedIo<S> {
     }
 }
 
+/// What a write, flush or shutdown of the client stream came to.
+enum Written {
+    Bytes(usize),
+    Refused,
+    Failed,
+}
+
+impl Written {
+    fn of<T>(polled: &Poll<std::io::Result<T>>, bytes: impl Fn(&T) -> usize) -> Self {
+        match polled {
+            Poll::Ready(Ok(t)) => Self::Bytes(bytes(t)),
+            Poll::Pending => Self::Refused,
+            Poll::Ready(Err(_)) => Self::Failed,
+        }
+    }
+}
+
 /// Bytes written move the idle clock and end a write stall; a refused write starts one.
-fn record_write(activity: &Activity, polled: &Poll<std::io::Result<usize>>) {
-    match polled {
-        Poll::Ready(Ok(n)) => {
-            if *n > 0 {
+fn record_write(activity: &Activity, written: Written) {
+    match written {
+        Written::Bytes(n) => {
+            if n > 0 {
                 activity.touch();
+                activity
+                    .last_write_ms
+                    .store(activity.now_ms(), Ordering::Relaxed);
             }
             activity.write_blocked.store(0, Ordering::Relaxed);
         }
-        Poll::Pending => {
+        Written::Refused => {
             let _ = activity.write_blocked.compare_exchange(
                 0,
                 activity.mark(),
@@ -241,6 +276,6 @@ fn record_write(activity: &Activity, polled: &Poll<std::io::Result<usize>>) {
                 Ordering::Relaxed,
             );
         }
-        Poll::Ready(Err(_)) => {}
+        Written::Failed => {}
     }
 }

@@ -32,6 +32,17 @@ const SHARE_DENOMINATOR: u32 = 5;
 /// Slices of demoted calls let through at once before any waits.
 const BURST_SLICES: u32 = 100;
 
+/// Guest time that makes a tick count: the epoch ticks by the wall clock, so a tick right
+/// after the guest resumed (from a yield that ran late on a busy thread, or from an
+/// awaited import) measures waiting, not computing.
+pub const COUNTED_RUN: Duration = Duration::from_micros(500);
+
+/// Nanoseconds on one clock for the whole process.
+pub fn clock_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
 /// The budget of demoted slices, shared by every plugin call of the process.
 #[derive(Debug)]
 pub struct CpuLane {
@@ -57,8 +68,10 @@ impl CpuLane {
     }
 
     /// Charges one slice of a demoted call running on a runtime of `threads` threads;
-    /// returns how long the call must wait before the slice.
-    pub fn charge(&self, threads: usize) -> Duration {
+    /// returns how long the call must wait before the slice, or `None` — charging
+    /// nothing — when that wait would run past `time_left` (the call's deadline), so
+    /// calls that can never run their slice do not push the budget into the future.
+    pub fn charge(&self, threads: usize, time_left: Duration) -> Option<Duration> {
         let threads = u64::try_from(threads.max(1)).unwrap_or(1);
         let interval = EPOCH_TICK.as_nanos() as u64 * u64::from(SHARE_DENOMINATOR) / threads;
         let tolerance = interval * u64::from(BURST_SLICES);
@@ -66,13 +79,17 @@ impl CpuLane {
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now);
+            let wait = Duration::from_nanos(start.saturating_sub(now + tolerance));
+            if wait >= time_left {
+                return None;
+            }
             match self.tat.compare_exchange_weak(
                 tat,
                 start + interval,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Duration::from_nanos(start.saturating_sub(now + tolerance)),
+                Ok(_) => return Some(wait),
                 Err(actual) => tat = actual,
             }
         }
@@ -86,13 +103,17 @@ mod tests {
     #[test]
     fn demoted_slices_past_the_burst_wait_for_their_share() {
         let lane = CpuLane::default();
+        let charge = |threads| {
+            lane.charge(threads, Duration::from_secs(1))
+                .expect("in time")
+        };
         // The burst, and the slice the budget allows now.
         for _ in 0..=BURST_SLICES {
-            assert_eq!(lane.charge(1), Duration::ZERO);
+            assert_eq!(charge(1), Duration::ZERO);
         }
         // One thread: a slice per 5 ms. The burst spent, waits grow by 5 ms a slice.
-        let first = lane.charge(1);
-        let second = lane.charge(1);
+        let first = charge(1);
+        let second = charge(1);
         assert!(
             first > Duration::from_millis(3) && first <= Duration::from_millis(5),
             "{first:?}"
@@ -102,13 +123,22 @@ mod tests {
             step > Duration::from_millis(3) && step <= Duration::from_millis(5),
             "{step:?}"
         );
+        // A slice that could not start before the call's deadline is not charged.
+        assert_eq!(lane.charge(1, Duration::from_millis(1)), None);
+        let third = charge(1);
+        assert!(
+            third - second <= Duration::from_millis(5),
+            "{:?}",
+            third - second
+        );
         // Two threads: half the interval.
         let lane = CpuLane::default();
+        let left = Duration::from_secs(1);
         for _ in 0..=BURST_SLICES {
-            lane.charge(2);
+            lane.charge(2, left);
         }
-        let a = lane.charge(2);
-        let b = lane.charge(2);
+        let a = lane.charge(2, left).expect("in time");
+        let b = lane.charge(2, left).expect("in time");
         assert!(b - a <= Duration::from_micros(2500), "{:?}", b - a);
     }
 }

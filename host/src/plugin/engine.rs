@@ -189,15 +189,22 @@ impl PluginEngine {
 }
 
 /// The instances one route's requests may hold at once, shared by the entries of its
-/// pipeline. Taken before an engine slot and held as long as the instance serves the
-/// request: a route whose upstream is slow keeps its instances through that call, and
+/// pipeline. Taken by the pipeline for all its entries before any engine slot, and held
+/// until the response phase is over: a route whose upstream is slow keeps its instances through that call, and
 /// without a share it could hold every slot and starve every other route's plugins.
 #[derive(Debug, Clone)]
-pub struct RouteShare(Arc<Semaphore>);
+pub struct RouteShare {
+    slots: Arc<Semaphore>,
+    size: u32,
+}
 
 impl RouteShare {
     pub fn new(instances: u32) -> Self {
-        Self(Arc::new(Semaphore::new(instances.max(1) as usize)))
+        let size = instances.max(1);
+        Self {
+            slots: Arc::new(Semaphore::new(size as usize)),
+            size,
+        }
     }
 
     /// The default share of a pool of `max_instances`: three quarters, at least one.
@@ -205,12 +212,17 @@ impl RouteShare {
         (max_instances.saturating_mul(3) / 4).max(1)
     }
 
-    /// Waits up to `wait` for the route to be under its share.
-    pub async fn permit(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.0).try_acquire_owned() {
+    /// Waits up to `wait` for room for one request's `instances` (one per entry of the
+    /// pipeline), taken all at once: taken one entry at a time, requests holding their
+    /// first entry's permit could wait for the second's until every one timed out.
+    pub async fn permits(&self, instances: usize, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(instances)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.size);
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_many_owned(n) {
             return Some(permit);
         }
-        tokio::time::timeout(wait, Arc::clone(&self.0).acquire_owned())
+        tokio::time::timeout(wait, Arc::clone(&self.slots).acquire_many_owned(n))
             .await
             .ok()?
             .ok()

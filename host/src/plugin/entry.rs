@@ -15,7 +15,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::cpu::{DEMOTED_FOR, FREE_TICKS};
+use super::cpu::{COUNTED_RUN, DEMOTED_FOR, FREE_TICKS, clock_ns};
 use super::engine::{IdleInstances, PluginEngine};
 pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
@@ -105,8 +105,6 @@ pub struct Instance {
     poisoned: bool,
     /// Reuse mode: the slot this instance returns to.
     slot: Option<(Arc<WarmPool>, OwnedSemaphorePermit)>,
-    /// The route's share, held while this instance serves its request.
-    _share: OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for Instance {
@@ -266,27 +264,14 @@ impl Entry {
         })
     }
 
-    /// An instance for one request: a fresh one, or a warm one in reuse mode; within the
-    /// route's share of the engine's slots.
+    /// An instance for one request: a fresh one, or a warm one in reuse mode.
     pub async fn instance(&self) -> Result<Instance, PluginFailure> {
-        let share = self
-            .info
-            .share
-            .permit(self.info.budgets.deadline)
-            .await
-            .ok_or_else(|| {
-                PluginFailure::Unavailable(format!(
-                    "route `{}` holds all the plugin instances it may (`[plugins] max_instances_per_route`)",
-                    self.info.route
-                ))
-            })?;
         let Some(pool) = &self.pool else {
             return Ok(Instance {
                 live: Some(self.fresh().await?),
                 served: 0,
                 poisoned: false,
                 slot: None,
-                _share: share,
             });
         };
         let permit = tokio::time::timeout(
@@ -306,7 +291,6 @@ impl Entry {
             live: Some(warm),
             poisoned: false,
             slot: Some((Arc::clone(pool), permit)),
-            _share: share,
         })
     }
 
@@ -461,24 +445,37 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
         if now >= state.deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        state.ticks += 1;
+        let ran = clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
+        if !std::mem::take(&mut state.awaited) && ran >= COUNTED_RUN.as_nanos() as u64 {
+            state.ticks += 1;
+        }
         let mark = cpu.now_mark();
         let demoted = &state.entry.demoted_until;
-        if state.ticks <= FREE_TICKS && demoted.load(Ordering::Relaxed) < mark {
-            return Ok(UpdateDeadline::Yield(1));
-        }
-        demoted.store(mark + DEMOTED_FOR.as_millis() as u64, Ordering::Relaxed);
-        let threads =
-            tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-        let wait = cpu.charge(threads).min(state.deadline - now);
-        if wait.is_zero() {
-            Ok(UpdateDeadline::Yield(1))
+        let resumed = Arc::clone(&state.resumed);
+        let wait = if state.ticks <= FREE_TICKS && demoted.load(Ordering::Relaxed) < mark {
+            Duration::ZERO
         } else {
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::time::sleep(wait)),
-            ))
-        }
+            demoted.store(mark + DEMOTED_FOR.as_millis() as u64, Ordering::Relaxed);
+            let threads =
+                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+            // When no slice can start before the deadline, the call waits for it
+            // uncharged and ends as timed out. Ending it at once instead let a client
+            // send the next request sooner, and the churn cost more than the slices.
+            let left = state.deadline - now;
+            cpu.charge(threads, left).unwrap_or(left)
+        };
+        // The guest resumes when this future ends: that is when its next slice starts.
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                if wait.is_zero() {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(wait).await;
+                }
+                resumed.store(clock_ns(), Ordering::Relaxed);
+            }),
+        ))
     });
     store
 }

@@ -442,6 +442,7 @@ impl outbound_http::Host for PluginState {
         request: outbound_http::OutgoingRequest,
     ) -> wasmtime::Result<Result<outbound_http::IncomingResponse, outbound_http::HttpError>> {
         use outbound_http::HttpError;
+        self.awaited = true;
         let Ok(uri) = request.url.parse::<http::Uri>() else {
             return Ok(Err(HttpError::InvalidRequest("not a URL".into())));
         };
@@ -579,6 +580,7 @@ impl crypto::Host for PluginState {
         allowed: Vec<crypto::Algorithm>,
     ) -> wasmtime::Result<Result<crypto::Verified, crypto::VerifyError>> {
         use crypto::{KeySource, VerifyError};
+        self.awaited = true;
         let key_sets = &self.entry.services.key_sets;
         let keys = match &keys {
             KeySource::JwksUrl(url) => {

@@ -49,6 +49,8 @@ pub struct ResponsePhase {
     pending: Vec<(Arc<Entry>, Instance)>,
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
+    /// The route's share of plugin instances, for every entry of this request.
+    _share: Option<OwnedSemaphorePermit>,
 }
 
 impl Pipeline {
@@ -116,7 +118,34 @@ impl Pipeline {
             pending: Vec::new(),
             metrics: Arc::clone(&self.metrics),
             _permit: permit,
+            _share: None,
         };
+        if let Some(first) = self.entries.first() {
+            let info = &first.info;
+            match info
+                .share
+                .permits(self.entries.len(), info.budgets.deadline)
+                .await
+            {
+                Some(share) => phase._share = Some(share),
+                None => {
+                    // Fails closed whatever the entries' policies: going on without them
+                    // would skip the route's authentication too.
+                    tracing::warn!(
+                        target: "portcullis::plugin",
+                        route = %info.route,
+                        request_id = %request.request_id,
+                        "the route holds all the plugin instances it may (`[plugins] max_instances_per_route`)"
+                    );
+                    return (
+                        Err(GatewayError::PluginUnavailable {
+                            retry_after: Duration::from_secs(1),
+                        }),
+                        phase,
+                    );
+                }
+            }
+        }
         for entry in &self.entries {
             if !entry.phases.contains(Phases::ON_REQUEST) {
                 if entry.phases.contains(Phases::ON_RESPONSE) {

@@ -96,11 +96,17 @@ pub struct PluginState {
     /// Bytes of linear memory this instance holds, summed over all its memories: the cap
     /// is one budget per instance, so a component of several modules cannot multiply it.
     pub(super) memory_in_use: usize,
+    /// The last growth granted, taken back if the allocator then fails it.
+    last_growth: usize,
     pub(super) outbound_left: u32,
     /// Wall-clock end of the current call; the epoch callback traps past it.
     pub(super) deadline: Instant,
-    /// Epoch ticks the current call has seen (`cpu.rs`).
+    /// Epoch ticks the current call has computed through (`cpu.rs`).
     pub(super) ticks: u32,
+    /// When the guest last resumed (`cpu::clock_ns`), set by the yield futures.
+    pub(super) resumed: Arc<std::sync::atomic::AtomicU64>,
+    /// An import awaited since the last tick: the next tick measures that wait.
+    pub(super) awaited: bool,
     pub(super) fault: Option<Fault>,
 }
 
@@ -109,9 +115,12 @@ impl PluginState {
         Self {
             memory_cap: entry.budgets.memory_bytes,
             memory_in_use: 0,
+            last_growth: 0,
             outbound_left: entry.budgets.outbound_calls,
             deadline: Instant::now() + entry.budgets.deadline,
             ticks: 0,
+            resumed: Arc::default(),
+            awaited: false,
             entry,
             request: None,
             response: None,
@@ -137,6 +146,9 @@ impl PluginState {
     /// per-request budgets.
     pub(super) fn begin_call(&mut self, new_request: bool) {
         self.ticks = 0;
+        self.awaited = false;
+        self.resumed
+            .store(super::cpu::clock_ns(), std::sync::atomic::Ordering::Relaxed);
         self.deadline = Instant::now() + self.entry.budgets.deadline;
         self.fault = None;
         if new_request {
@@ -190,13 +202,15 @@ impl wasmtime::ResourceLimiter for PluginState {
                 self.memory_cap
             )));
         }
+        self.last_growth = total - self.memory_in_use;
         self.memory_in_use = total;
         Ok(true)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        // The growth was granted above but the allocator refused it; the call fails on
-        // its own, and the store is not used again after a failure.
+        // The growth was granted above but the allocator refused it: the guest gets -1
+        // and goes on, holding no more than before.
+        self.memory_in_use -= std::mem::take(&mut self.last_growth);
         Ok(())
     }
 
