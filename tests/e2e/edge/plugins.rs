@@ -159,17 +159,14 @@ grants = {{ http = ["{v6_addr}"] }}
     assert_eq!(v6, "status:204");
 }
 
-// Finding 7: capacity exhaustion turned into an authentication bypass.
-
-#[tokio::test]
-async fn an_auth_plugin_without_capacity_fails_closed_whatever_its_policy() {
-    let up = TestUpstream::start("app").await;
-    // One instance slot for the whole gateway; a response-phase plugin on a slow route
-    // holds it through the upstream call.
-    let config = format!(
+/// A slow route whose response-phase plugin holds its instance through the upstream call,
+/// and a key-auth route beside it (`key_auth_extra` goes into its entry), sharing a pool
+/// of `max_instances` slots.
+fn slow_and_keyed_config(up: &TestUpstream, max_instances: u32, key_auth_extra: &str) -> String {
+    format!(
         r#"version = 1
 {LISTENER}[plugins]
-max_instances = 1
+max_instances = {max_instances}
 cache_dir = "{{dir}}/cache"
 
 {}
@@ -188,12 +185,22 @@ path = {{ prefix = "/keyed" }}
 upstream = "app"
 [[routes.plugins]]
 plugin = "key-auth"
-failure = "open"
-config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "5f0ba1b2d4a0b3c8e1c2b6bd3e40e0d3c9b8d6a3c1f1e5a4b4c5d8e7f6a9b0c1" }} }} }}
+{key_auth_extra}config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "{alice}" }} }} }}
 "#,
-        upstream_block("app", &up),
+        upstream_block("app", up),
         editor = test_plugins::RESPONSE_EDITOR,
-    );
+        alice = crate::key_auth::hash("alice-key"),
+    )
+}
+
+// Finding 7: capacity exhaustion turned into an authentication bypass.
+
+#[tokio::test]
+async fn an_auth_plugin_without_capacity_fails_closed_whatever_its_policy() {
+    let up = TestUpstream::start("app").await;
+    // One instance slot for the whole gateway; a response-phase plugin on a slow route
+    // holds it through the upstream call.
+    let config = slow_and_keyed_config(&up, 1, "failure = \"open\"\n");
     let gw = TestGateway::start(&config).await;
     let addr = gw.addr();
     let slow = tokio::spawn(async move {
@@ -259,34 +266,7 @@ budgets = {{ deadline = "10s", memory_mib = 256, body_bytes = 1048576 }}
 async fn a_slow_route_cannot_take_every_instance_slot_from_the_others() {
     let up = TestUpstream::start("app").await;
     // Four slots, three of them at most for one route (the default three quarters).
-    let config = format!(
-        r#"version = 1
-{LISTENER}[plugins]
-max_instances = 4
-cache_dir = "{{dir}}/cache"
-
-{}
-[[routes]]
-id = "slow"
-path = {{ prefix = "/slow" }}
-rewrite = {{ strip_prefix = true }}
-upstream = "app"
-[[routes.plugins]]
-plugin = "{editor}"
-config = {{}}
-
-[[routes]]
-id = "keyed"
-path = {{ prefix = "/keyed" }}
-upstream = "app"
-[[routes.plugins]]
-plugin = "key-auth"
-config = {{ query = "api_key", consumers = {{ alice = {{ key_sha256 = "{alice}" }} }} }}
-"#,
-        upstream_block("app", &up),
-        editor = test_plugins::RESPONSE_EDITOR,
-        alice = crate::key_auth::hash("alice-key"),
-    );
+    let config = slow_and_keyed_config(&up, 4, "");
     let gw = TestGateway::start(&config).await;
     let addr = gw.addr();
     // Four slow requests: three hold the route's share through their upstream call, the
