@@ -43,30 +43,20 @@ pub fn clock_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Milliseconds on [`clock_ns`]'s clock, plus one (0 is "never"): the clock entries use
+/// to record until when they are demoted.
+pub fn now_mark() -> u64 {
+    clock_ns() / 1_000_000 + 1
+}
+
 /// The budget of demoted slices, shared by every plugin call of the process.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CpuLane {
-    epoch: Instant,
-    /// GCRA theoretical arrival time of the next slice, in nanoseconds after `epoch`.
+    /// GCRA theoretical arrival time of the next slice, on [`clock_ns`]'s clock.
     tat: AtomicU64,
 }
 
-impl Default for CpuLane {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            tat: AtomicU64::new(0),
-        }
-    }
-}
-
 impl CpuLane {
-    /// Milliseconds since the lane's epoch, plus one (0 is "never"): the clock entries
-    /// use to record until when they are demoted.
-    pub fn now_mark(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64 + 1
-    }
-
     /// Charges one slice of a demoted call running on a runtime of `threads` threads;
     /// returns how long the call must wait before the slice, or `None` — charging
     /// nothing — when that wait would run past `time_left` (the call's deadline), so
@@ -75,7 +65,7 @@ impl CpuLane {
         let threads = u64::try_from(threads.max(1)).unwrap_or(1);
         let interval = EPOCH_TICK.as_nanos() as u64 * u64::from(SHARE_DENOMINATOR) / threads;
         let tolerance = interval * u64::from(BURST_SLICES);
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        let now = clock_ns();
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
             let start = tat.max(now);

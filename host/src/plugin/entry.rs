@@ -15,7 +15,7 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::cpu::{COUNTED_RUN, DEMOTED_FOR, FREE_TICKS, clock_ns};
+use super::cpu::{COUNTED_RUN, DEMOTED_FOR, FREE_TICKS, clock_ns, now_mark};
 use super::engine::{IdleInstances, PluginEngine};
 pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
@@ -449,7 +449,7 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
         if !std::mem::take(&mut state.awaited) && ran >= COUNTED_RUN.as_nanos() as u64 {
             state.ticks += 1;
         }
-        let mark = cpu.now_mark();
+        let mark = now_mark();
         let demoted = &state.entry.demoted_until;
         let resumed = Arc::clone(&state.resumed);
         let wait = if state.ticks <= FREE_TICKS && demoted.load(Ordering::Relaxed) < mark {

@@ -87,7 +87,7 @@ pub struct EntryInfo {
     /// `host.log` lines this entry may write: a plugin logging in a loop must not fill
     /// the disk or starve the log writer for every other route.
     pub(super) log_lines: LogQuota,
-    /// Until when (a `CpuLane::now_mark`) this entry's calls are demoted (`cpu.rs`).
+    /// Until when (a `cpu::now_mark`) this entry's calls are demoted (`cpu.rs`).
     pub(super) demoted_until: AtomicU64,
     /// The `host.count` names this entry has used; past [`MAX_COUNTER_NAMES`] new names
     /// are counted under [`OVERFLOW_COUNTER`], so the metrics registry stays bounded.
