@@ -6,6 +6,7 @@
 //! instances serves one request at a time each; an instance is thrown away after a failure
 //! or after `max_requests` requests.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,10 +16,11 @@ use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
-use super::cpu::{COUNTED_RUN, DEMOTED_FOR, FREE_TICKS, clock_ns, now_mark};
+use super::cpu::{self, Metered};
 use super::engine::{IdleInstances, PluginEngine};
 pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
 use super::state::{Fault, PluginRequest, PluginResponse, PluginState};
+use crate::telemetry::PluginLabels;
 
 /// What happens to the request when the plugin fails (trap, deadline, memory, error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,17 +144,37 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Takes the instance out, leaving one that refuses calls: what a call moved to the
+    /// lane carries there and back.
+    fn take(&mut self) -> Self {
+        Self {
+            live: self.live.take(),
+            served: self.served,
+            poisoned: self.poisoned,
+            slot: self.slot.take(),
+        }
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
-        let Some((pool, _permit)) = self.slot.take() else {
-            return;
-        };
-        if self.poisoned || self.served >= pool.max_requests {
-            return;
-        }
-        if let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock()) {
+        if let Some((pool, _permit)) = self.slot.take()
+            && !self.poisoned
+            && self.served < pool.max_requests
+            && let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock())
+        {
             warm.served = self.served;
             idle.push(warm);
+            return;
+        }
+        // Resetting a store that grew to its budget decommits every page it touched: a
+        // demoted entry's instances are dropped on the lane, like its calls run there.
+        if let Some(warm) = self.live.take()
+            && warm.store.data().entry.demotion.is_demoted()
+            && cpu::lane_running()
+        {
+            cpu::drop_on_lane(warm);
         }
     }
 }
@@ -245,8 +267,68 @@ impl Entry {
         }
     }
 
-    /// A new instance in a free engine slot.
-    async fn fresh(&self) -> Result<Warm, PluginFailure> {
+    /// A new instance in a free engine slot, made on the lane for a demoted entry.
+    async fn fresh(self: &Arc<Self>) -> Result<Warm, PluginFailure> {
+        if self.on_lane() {
+            let turn = self.lane_turn().await?;
+            let entry = Arc::clone(self);
+            // Making an instance proves nothing about the plugin's calls.
+            let call = async move { entry.make_fresh().await };
+            return cpu::on_lane(turn, &self.info, call, |_| false)
+                .await
+                .unwrap_or_else(|| Err(lane_gone()));
+        }
+        Metered::serving(&self.info, self.make_fresh()).await
+    }
+
+    /// Whether this entry's calls run on the lane now.
+    fn on_lane(&self) -> bool {
+        self.info.demotion.is_demoted() && cpu::lane_running()
+    }
+
+    /// Runs `call` on the lane in a turn of its own, moving the instance and what the
+    /// plugin edits there and back.
+    async fn call_on_lane<T, R, Fut>(
+        self: &Arc<Self>,
+        instance: &mut Instance,
+        edited: &mut T,
+        call: impl FnOnce(Arc<Self>, Instance, T) -> Fut,
+    ) -> Result<R, PluginFailure>
+    where
+        T: Default + Send + 'static,
+        R: Send + 'static,
+        Fut: Future<Output = (Instance, T, Result<R, PluginFailure>)> + Send + 'static,
+    {
+        let turn = self.lane_turn().await?;
+        let call = call(Arc::clone(self), instance.take(), std::mem::take(edited));
+        let (moved, back, result) = cpu::on_lane(turn, &self.info, call, |(_, _, r)| r.is_ok())
+            .await
+            .ok_or_else(lane_gone)?;
+        (*instance, *edited) = (moved, back);
+        result
+    }
+
+    /// A turn on the lane for one of this demoted entry's calls, within its deadline.
+    async fn lane_turn(&self) -> Result<cpu::LaneTurn, PluginFailure> {
+        self.info
+            .services
+            .metrics
+            .plugin_lane_calls
+            .get_or_create(&PluginLabels {
+                route: self.info.route.to_string(),
+                plugin: self.info.plugin.to_string(),
+            })
+            .inc();
+        cpu::lane_turn(self.info.budgets.deadline)
+            .await
+            .ok_or_else(|| {
+                PluginFailure::Unavailable(
+                    "the plugin computes for long and every turn for such plugins is taken".into(),
+                )
+            })
+    }
+
+    async fn make_fresh(&self) -> Result<Warm, PluginFailure> {
         let slot = self
             .engine
             .slot(self.info.budgets.deadline)
@@ -265,7 +347,7 @@ impl Entry {
     }
 
     /// An instance for one request: a fresh one, or a warm one in reuse mode.
-    pub async fn instance(&self) -> Result<Instance, PluginFailure> {
+    pub async fn instance(self: &Arc<Self>) -> Result<Instance, PluginFailure> {
         let Some(pool) = &self.pool else {
             return Ok(Instance {
                 live: Some(self.fresh().await?),
@@ -316,8 +398,29 @@ impl Entry {
         }
     }
 
-    /// Runs `on-request`. Whatever happens, `request` is left as the plugin left it.
+    /// Runs `on-request`, on the lane for a demoted entry. Whatever happens, `request` is
+    /// left as the plugin left it.
     pub async fn on_request(
+        self: &Arc<Self>,
+        instance: &mut Instance,
+        request: &mut PluginRequest,
+    ) -> Result<Action, PluginFailure> {
+        if !self.on_lane() {
+            return Metered::serving_call(&self.info, self.call_on_request(instance, request))
+                .await;
+        }
+        self.call_on_lane(
+            instance,
+            request,
+            |entry, mut instance, mut request| async move {
+                let result = entry.call_on_request(&mut instance, &mut request).await;
+                (instance, request, result)
+            },
+        )
+        .await
+    }
+
+    async fn call_on_request(
         &self,
         instance: &mut Instance,
         request: &mut PluginRequest,
@@ -339,9 +442,29 @@ impl Entry {
         instance.record(was_poisoned, result)
     }
 
-    /// Runs `on-response` on the instance that served this request's `on-request`.
-    /// Whatever happens, `response` is left as the plugin left it.
+    /// Runs `on-response` on the instance that served this request's `on-request`, on the
+    /// lane for a demoted entry. Whatever happens, `response` is left as the plugin left it.
     pub async fn on_response(
+        self: &Arc<Self>,
+        instance: &mut Instance,
+        response: &mut PluginResponse,
+    ) -> Result<(), PluginFailure> {
+        if !self.on_lane() {
+            return Metered::serving_call(&self.info, self.call_on_response(instance, response))
+                .await;
+        }
+        self.call_on_lane(
+            instance,
+            response,
+            |entry, mut instance, mut response| async move {
+                let result = entry.call_on_response(&mut instance, &mut response).await;
+                (instance, response, result)
+            },
+        )
+        .await
+    }
+
+    async fn call_on_response(
         &self,
         instance: &mut Instance,
         response: &mut PluginResponse,
@@ -428,8 +551,7 @@ const CHECK_CONFIG_DEADLINE: Duration = Duration::from_secs(5);
 const EPOCH_GRACE: Duration = Duration::from_millis(5);
 
 /// A store with the entry's limits, and a deadline checked at every epoch tick: past it
-/// the call traps; before it the plugin yields so other requests on this thread go on,
-/// and past its fast allowance it waits for its share of the demoted calls' CPU budget.
+/// the call traps; before it the plugin yields, so other requests on its thread go on.
 fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
     let fuel = state.hostcall_bytes();
     let mut store = Store::new(engine.engine(), state);
@@ -438,46 +560,34 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
     // before anything is copied (its default is 128 MiB, whatever the entry's budget).
     store.set_hostcall_fuel(fuel);
     store.set_epoch_deadline(1);
-    let cpu = Arc::clone(engine.cpu());
-    store.epoch_deadline_callback(move |mut ctx| {
-        let now = Instant::now();
+    store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
-        if now >= state.deadline {
+        if Instant::now() >= state.deadline {
             return Ok(UpdateDeadline::Interrupt);
         }
-        let ran = clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
-        if !std::mem::take(&mut state.awaited) && ran >= COUNTED_RUN.as_nanos() as u64 {
+        let ran = cpu::clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
+        if !std::mem::take(&mut state.awaited) && ran >= cpu::COUNTED_RUN.as_nanos() as u64 {
             state.ticks += 1;
+            if state.ticks > cpu::FREE_TICKS {
+                cpu::demote(&state.entry);
+            }
         }
-        let mark = now_mark();
-        let demoted = &state.entry.demoted_until;
+        // The guest resumes when this future ends; its next tick counts from then.
         let resumed = Arc::clone(&state.resumed);
-        let wait = if state.ticks <= FREE_TICKS && demoted.load(Ordering::Relaxed) < mark {
-            Duration::ZERO
-        } else {
-            demoted.store(mark + DEMOTED_FOR.as_millis() as u64, Ordering::Relaxed);
-            let threads =
-                tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
-            // When no slice can start before the deadline, the call waits for it
-            // uncharged and ends as timed out. Ending it at once instead let a client
-            // send the next request sooner, and the churn cost more than the slices.
-            let left = state.deadline - now;
-            cpu.charge(threads, left).unwrap_or(left)
-        };
-        // The guest resumes when this future ends: that is when its next slice starts.
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
-                if wait.is_zero() {
-                    tokio::task::yield_now().await;
-                } else {
-                    tokio::time::sleep(wait).await;
-                }
-                resumed.store(clock_ns(), Ordering::Relaxed);
+                tokio::task::yield_now().await;
+                resumed.store(cpu::clock_ns(), Ordering::Relaxed);
             }),
         ))
     });
     store
+}
+
+/// The failure for a lane call no one saw end (see `cpu::on_lane`).
+fn lane_gone() -> PluginFailure {
+    PluginFailure::Unavailable("the plugin lane did not run the call".into())
 }
 
 /// Names the failure when the host knows more than the trap says.

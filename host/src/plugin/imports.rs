@@ -19,7 +19,6 @@ use super::state::{
     PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
     header_value,
 };
-use crate::telemetry::PluginEventLabels;
 
 type Edit = wasmtime::Result<Result<(), EditError>>;
 
@@ -421,16 +420,7 @@ impl host::Host for PluginState {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if valid {
-            self.entry
-                .services
-                .metrics
-                .plugin_events
-                .get_or_create(&PluginEventLabels {
-                    route: self.entry.route.to_string(),
-                    plugin: self.entry.plugin.to_string(),
-                    name: self.entry.counter_name(name),
-                })
-                .inc_by(delta);
+            self.entry.counter(&name).inc_by(delta);
         }
         Ok(())
     }

@@ -1,14 +1,17 @@
 //! What an entry is granted and shares across its instances: budgets, capabilities, and
 //! the per-entry quotas on what its plugin may log and count.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cpu::Demotion;
 use super::engine::RouteShare;
 use super::services::{CacheNamespace, HostServices};
+use crate::telemetry::PluginEventLabels;
+use prometheus_client::metrics::counter::Counter;
 
 /// Per-request limits of one entry (`budgets` in TOML).
 #[derive(Debug, Clone)]
@@ -87,11 +90,16 @@ pub struct EntryInfo {
     /// `host.log` lines this entry may write: a plugin logging in a loop must not fill
     /// the disk or starve the log writer for every other route.
     pub(super) log_lines: LogQuota,
-    /// Until when (a `cpu::now_mark`) this entry's calls are demoted (`cpu.rs`).
-    pub(super) demoted_until: AtomicU64,
+    /// Warnings about this entry's failures: a plugin failing every request must not turn
+    /// each into a log line (the failure metrics still count every one).
+    pub(super) failure_lines: LogQuota,
+    /// Whether this entry's calls run on the slow lane (`cpu.rs`).
+    pub(super) demotion: Demotion,
     /// The `host.count` names this entry has used; past [`MAX_COUNTER_NAMES`] new names
     /// are counted under [`OVERFLOW_COUNTER`], so the metrics registry stays bounded.
-    counter_names: Mutex<HashSet<String>>,
+    /// Their counters, kept so that counting a known name is a lookup and an add: through
+    /// the registry it cost two label allocations and a hash of three strings per call.
+    counters: Mutex<HashMap<String, Counter>>,
 }
 
 /// Distinct `host.count` names one entry may create.
@@ -119,8 +127,9 @@ impl EntryInfo {
             share,
             attaches_identity: AtomicBool::new(false),
             log_lines: LogQuota::default(),
-            demoted_until: AtomicU64::new(0),
-            counter_names: Mutex::default(),
+            failure_lines: LogQuota::default(),
+            demotion: Demotion::default(),
+            counters: Mutex::default(),
         }
     }
 
@@ -130,21 +139,35 @@ impl EntryInfo {
         self
     }
 
-    /// The counter name to record `name` under: itself while the entry has used fewer
-    /// than [`MAX_COUNTER_NAMES`] names (or used this one before), the overflow name after.
-    pub(super) fn counter_name(&self, name: String) -> String {
-        let mut names = self
-            .counter_names
+    /// The counter to add `name`'s counts to: its own while the entry has used fewer than
+    /// [`MAX_COUNTER_NAMES`] names (or used this one before), the overflow one after.
+    pub(super) fn counter(&self, name: &str) -> Counter {
+        let mut counters = self
+            .counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if names.contains(&name) {
-            return name;
+        if let Some(counter) = counters.get(name) {
+            return counter.clone();
         }
-        if names.len() >= MAX_COUNTER_NAMES {
-            return OVERFLOW_COUNTER.to_owned();
-        }
-        names.insert(name.clone());
-        name
+        let name = if counters.len() >= MAX_COUNTER_NAMES {
+            OVERFLOW_COUNTER
+        } else {
+            name
+        };
+        counters
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                self.services
+                    .metrics
+                    .plugin_events
+                    .get_or_create(&PluginEventLabels {
+                        route: self.route.to_string(),
+                        plugin: self.plugin.to_string(),
+                        name: name.to_owned(),
+                    })
+                    .clone()
+            })
+            .clone()
     }
 
     /// An entry for unit tests: default budgets but `memory_bytes`, no grants.

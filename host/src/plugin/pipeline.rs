@@ -131,12 +131,15 @@ impl Pipeline {
                 None => {
                     // Fails closed whatever the entries' policies: going on without them
                     // would skip the route's authentication too.
-                    tracing::warn!(
-                        target: "portcullis::plugin",
-                        route = %info.route,
-                        request_id = %request.request_id,
-                        "the route holds all the plugin instances it may (`[plugins] max_instances_per_route`)"
-                    );
+                    if let Some(dropped) = info.failure_lines.admit() {
+                        tracing::warn!(
+                            target: "portcullis::plugin",
+                            route = %info.route,
+                            request_id = %request.request_id,
+                            unlogged_before = dropped,
+                            "the route holds all the plugin instances it may (`[plugins] max_instances_per_route`)"
+                        );
+                    }
                     return (
                         Err(GatewayError::PluginUnavailable {
                             retry_after: Duration::from_secs(1),
@@ -297,16 +300,19 @@ fn handle_failure(
     failure: &PluginFailure,
     request_id: &str,
 ) -> Result<(), GatewayError> {
-    tracing::warn!(
-        target: "portcullis::plugin",
-        route = %entry.info.route,
-        plugin = %entry.info.plugin,
-        request_id,
-        kind = failure.kind(),
-        policy = entry.failure.name(),
-        error = %failure,
-        "plugin failed"
-    );
+    if let Some(dropped) = entry.info.failure_lines.admit() {
+        tracing::warn!(
+            target: "portcullis::plugin",
+            route = %entry.info.route,
+            plugin = %entry.info.plugin,
+            request_id,
+            kind = failure.kind(),
+            policy = entry.failure.name(),
+            error = %failure,
+            unlogged_before = dropped,
+            "plugin failed"
+        );
+    }
     metrics
         .plugin_failures
         .get_or_create(&PluginFailureLabels {

@@ -25,12 +25,22 @@ pub struct PluginEventLabels {
     pub name: String,
 }
 
+/// Labels of a count by route and plugin.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub route: String,
+    pub plugin: String,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub plugin_failures: Family<PluginFailureLabels, Counter>,
     pub plugin_events: Family<PluginEventLabels, Counter>,
+    /// Instantiations and calls run on the plugin lane: a rising count names a plugin that
+    /// computes for long and now runs at a lower priority (`plugin/cpu.rs`).
+    pub plugin_lane_calls: Family<PluginLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,10 +58,17 @@ impl Default for Metrics {
             "Counters added to by plugins through the host.count import",
             plugin_events.clone(),
         );
+        let plugin_lane_calls = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_lane_calls",
+            "Plugin instantiations and calls run at a lower priority, on threads of their own, because the plugin computed for long",
+            plugin_lane_calls.clone(),
+        );
         Self {
             registry,
             plugin_failures,
             plugin_events,
+            plugin_lane_calls,
         }
     }
 }
@@ -63,6 +80,16 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Calls of a route's plugin run on the lane; for tests and the admin API.
+    pub fn plugin_lane_calls(&self, route: &str, plugin: &str) -> u64 {
+        self.plugin_lane_calls
+            .get_or_create(&PluginLabels {
+                route: route.to_owned(),
+                plugin: plugin.to_owned(),
+            })
+            .get()
     }
 
     /// How often a plugin failed in a given way; for tests and the admin API.

@@ -5,7 +5,7 @@ mod access_log;
 mod metrics;
 
 pub use access_log::{ACCESS_TARGET, AccessJsonLayer, AccessRecord, HeaderRedactor};
-pub use metrics::{Metrics, PluginEventLabels, PluginFailureLabels};
+pub use metrics::{Metrics, PluginEventLabels, PluginFailureLabels, PluginLabels};
 
 use std::sync::{Arc, Mutex};
 

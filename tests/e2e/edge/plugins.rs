@@ -260,6 +260,85 @@ budgets = {{ deadline = "10s", memory_mib = 256, body_bytes = 1048576 }}
     assert_eq!(gw.metrics.plugin_failures("big", &plugin, "trap"), 0);
 }
 
+// Finding 6 (part): a plugin computing to its deadline, or filling a large memory in one
+// uninterruptible instruction, ran on the threads that serve every route and stalled them.
+
+#[tokio::test]
+async fn plugins_that_compute_for_long_run_at_a_lower_priority_after_one_call() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "loop"
+path = {{ prefix = "/loop" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{looper}"
+budgets = {{ deadline = "30ms" }}
+
+[[routes]]
+id = "fill"
+path = {{ prefix = "/fill" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{oversized}"
+config = {{ bytes = 64000000 }}
+budgets = {{ deadline = "10s", memory_mib = 96, body_bytes = 1048576 }}
+
+[[routes]]
+id = "ok"
+path = {{ prefix = "/ok" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{pass}"
+"#,
+        upstream_block("app", &up),
+        looper = test_plugins::LOOPER,
+        oversized = test_plugins::OVERSIZED,
+        pass = test_plugins::PASS_THROUGH,
+    );
+    let gw = TestGateway::start(&config).await;
+    let stem = |path: &str| {
+        std::path::Path::new(path)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (looper, oversized) = (stem(test_plugins::LOOPER), stem(test_plugins::OVERSIZED));
+    let mut conn = Conn::h1(gw.addr()).await;
+    // The first call of each runs where requests are served, and is what demotes it: the
+    // loop by the epoch ticks it computes through, the 64 MB fill (one `memory.fill`, no
+    // tick can split it) by the time its poll kept the thread.
+    assert_eq!(conn.send(get("h", "/loop/1")).await.status, 503);
+    assert_eq!(conn.send(get("h", "/fill/1")).await.status, 500);
+    assert_eq!(gw.metrics.plugin_lane_calls("loop", &looper), 0);
+    assert_eq!(gw.metrics.plugin_lane_calls("fill", &oversized), 0);
+    // Their next calls run on the lane, and fail as before, by their own policy.
+    assert_eq!(conn.send(get("h", "/loop/2")).await.status, 503);
+    assert_eq!(conn.send(get("h", "/fill/2")).await.status, 500);
+    assert!(
+        gw.metrics.plugin_lane_calls("loop", &looper) >= 1,
+        "{}",
+        gw.metrics.encode()
+    );
+    assert!(gw.metrics.plugin_lane_calls("fill", &oversized) >= 1);
+    assert_eq!(gw.metrics.plugin_failures("loop", &looper, "timeout"), 2);
+    assert_eq!(
+        gw.metrics
+            .plugin_failures("fill", &oversized, "output_too_large"),
+        2
+    );
+    // A quick plugin beside them is served as ever.
+    assert_eq!(conn.send(get("h", "/ok/1")).await.status, 200);
+    assert!(
+        gw.metrics
+            .encode()
+            .contains("portcullis_plugin_lane_calls_total{route=\"loop\"")
+    );
+}
+
 // Finding 7 (second half): one slow route could hold every instance slot.
 
 #[tokio::test]
