@@ -9,13 +9,14 @@
 //! storm is the same in small pieces. Measured with bench/misbehaving.sh, such plugins
 //! hammered beside healthy routes stalled the serving thread until the healthy routes kept
 //! 1 % of their throughput. Only the kernel can preempt those steps, so the calls that take
-//! them are moved where it will: lane threads niced to [`LANE_NICE`], which get about a
-//! tenth of a core while the serving threads are busy and all of it while they are idle.
+//! them are moved where it will: lane threads niced [`LANE_NICE`] below the threads that
+//! start them, which get about a tenth of a core while the serving threads are busy and
+//! all of it while they are idle.
 //!
 //! Demotion is decided by what a call costs the thread it runs on, measured so that being
 //! preempted (by the lane, by anything) does not read as a slow plugin:
 //! - epoch ticks that fall while the guest computes: a tick counts when the guest ran at
-//!   least [`COUNTED_RUN`] since it last resumed, so a preempted call sees one at most, and
+//!   least [`COUNTED_RUN`] since it last resumed, so a preemption adds one at most, and
 //!   a call that sees more than [`FREE_TICKS`] is computing;
 //! - the thread time spent inside the call's polls (guest code, host imports and the copies
 //!   between them, including steps no tick can split): on a serving thread by the wall
@@ -89,18 +90,32 @@ pub fn clock_ns() -> u64 {
 }
 
 /// Whether an entry's calls run on the lane. An entry is demoted for [`DEMOTED_FOR`] at
-/// least, and until one of its calls on the lane has succeeded within the allowance: time
+/// least, and until one of its calls on the lane has succeeded cheaply (within
+/// [`HEAVY_AVERAGE`]): time
 /// alone does not promote it, because a misbehaving plugin's calls on the lane end late
 /// (they get a tenth of a core) and seldom, and each promotion by time alone put one of its
 /// stalls back on a serving thread (measured: healthy p99 1.7 → 109 ms).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Demotion {
     /// Until when, on [`clock_ns`]'s clock; 0 is never.
     until: AtomicU64,
-    /// Demoted, and no call on the lane has since succeeded within the allowance.
+    /// Demoted, and no call on the lane has since succeeded cheaply.
     unproven: AtomicBool,
     /// Moving average of the thread time its calls took on serving threads, nanoseconds.
     average_ns: AtomicU64,
+    /// Its share of the lane's turns.
+    share: Arc<Semaphore>,
+}
+
+impl Default for Demotion {
+    fn default() -> Self {
+        Self {
+            until: AtomicU64::default(),
+            unproven: AtomicBool::default(),
+            average_ns: AtomicU64::default(),
+            share: Arc::new(Semaphore::new(entry_share())),
+        }
+    }
 }
 
 impl Demotion {
@@ -117,6 +132,14 @@ impl Demotion {
             Ordering::Relaxed,
         );
         !was
+    }
+
+    /// Forgets everything: what a plugin costs while its config is checked at load says
+    /// nothing about its calls.
+    pub(super) fn clear(&self) {
+        self.until.store(0, Ordering::Relaxed);
+        self.unproven.store(false, Ordering::Relaxed);
+        self.average_ns.store(0, Ordering::Relaxed);
     }
 
     /// A call on the lane succeeded cheaply (`spent_ns`): the entry may go back once its
@@ -255,11 +278,14 @@ struct Lane {
 fn lane() -> Result<&'static Lane, &'static str> {
     static LANE: OnceLock<Result<Lane, String>> = OnceLock::new();
     LANE.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = lane_threads();
+        // Relative to the thread that starts the lane (a serving thread), whichever lane
+        // thread starts a thread of its own.
+        let nice = rustix::process::getpriority_process(None).unwrap_or(0) + LANE_NICE;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("plugin-lane")
-            .on_thread_start(lower_priority)
+            .on_thread_start(move || lower_priority(nice.min(19)))
             .enable_all()
             .build()
             .map_err(|e| format!("the plugin lane's threads could not start: {e}"))?;
@@ -272,32 +298,57 @@ fn lane() -> Result<&'static Lane, &'static str> {
     .map_err(String::as_str)
 }
 
-/// A turn on the lane for one demoted call, waited for up to `wait` (the call's deadline);
-/// `None` when none came, or when the lane is not running.
-pub async fn lane_turn(wait: Duration) -> Option<LaneTurn> {
-    let turns = &lane().ok()?.turns;
-    let turn = match Arc::clone(turns).try_acquire_owned() {
-        Ok(turn) => turn,
-        Err(_) => tokio::time::timeout(wait, Arc::clone(turns).acquire_owned())
+/// A turn on the lane for one of `entry`'s demoted calls, waited for up to `wait` (the
+/// call's deadline); `None` when none came or the lane is not running. A call first waits
+/// for one of its entry's [`entry_share`] of the turns, then for a turn: the turns are first
+/// come, first served, and one hammered plugin would otherwise queue ahead of every other
+/// demoted entry.
+pub async fn lane_turn(entry: &EntryInfo, wait: Duration) -> Option<LaneTurn> {
+    let lane = lane().ok()?;
+    let until = tokio::time::Instant::now() + wait;
+    let share = acquire(&entry.demotion.share, until).await?;
+    let turn = acquire(&lane.turns, until).await?;
+    Some(LaneTurn {
+        _turn: turn,
+        _share: share,
+    })
+}
+
+async fn acquire(
+    semaphore: &Arc<Semaphore>,
+    until: tokio::time::Instant,
+) -> Option<OwnedSemaphorePermit> {
+    match Arc::clone(semaphore).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => tokio::time::timeout_at(until, Arc::clone(semaphore).acquire_owned())
             .await
             .ok()?
-            .ok()?,
-    };
-    Some(LaneTurn { _turn: turn })
+            .ok(),
+    }
 }
 
 /// One call's turn on the lane, given back when the call ends.
 #[derive(Debug)]
 pub struct LaneTurn {
     _turn: OwnedSemaphorePermit,
+    _share: OwnedSemaphorePermit,
 }
 
-/// Lowers the calling thread's priority by [`LANE_NICE`], to at most 19 (Linux:
-/// `setpriority` on id 0 sets the calling thread's nice value only).
-fn lower_priority() {
-    let lowered = rustix::process::getpriority_process(None)
-        .and_then(|nice| rustix::process::setpriority_process(None, (nice + LANE_NICE).min(19)));
-    if let Err(e) = lowered {
+/// Lane threads: one per core the process may use.
+fn lane_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The turns one entry may hold at once: half of them, so that a second demoted entry
+/// always finds room.
+fn entry_share() -> usize {
+    (lane_threads() * LANE_CALLS_PER_THREAD / 2).max(1)
+}
+
+/// Sets the calling thread's nice value (Linux: `setpriority` on id 0 sets the calling
+/// thread's only).
+fn lower_priority(nice: i32) {
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             tracing::warn!(
@@ -321,16 +372,18 @@ pub fn lane_running() -> bool {
     }
 }
 
-/// Runs a demoted entry's call on the lane in its turn, metered by the lane thread's CPU
-/// clock, and waits for it. A call cheaper than [`HEAVY_AVERAGE`] whose output `succeeded`
-/// says is a success lets the entry be promoted. Dropping the returned future aborts the call, as
+/// Runs a demoted entry's work on the lane in its turn, and waits for it. A plugin call
+/// (`succeeded` given) is metered by the lane thread's CPU clock: past [`LANE_ALLOWANCE`]
+/// it keeps the entry demoted, and cheaper than [`HEAVY_AVERAGE`] with an output
+/// `succeeded` calls a success it lets the entry be promoted. Other work (making an
+/// instance) is not metered. Dropping the returned future aborts the call, as
 /// dropping an inline call does. `None` only when the lane is not running (see
 /// [`lane_running`]).
 pub async fn on_lane<F>(
     turn: LaneTurn,
     entry: &Arc<EntryInfo>,
     call: F,
-    succeeded: fn(&F::Output) -> bool,
+    succeeded: Option<fn(&F::Output) -> bool>,
 ) -> Option<F::Output>
 where
     F: Future + Send + 'static,
@@ -339,18 +392,22 @@ where
     let lane = lane().ok()?;
     let span = tracing::Span::current();
     let entry = Arc::clone(entry);
-    let call = tracing::Instrument::instrument(
-        async move {
-            let mut call = std::pin::pin!(Metered::lane(&entry, call));
-            let output = call.as_mut().await;
-            if call.spent_ns <= HEAVY_AVERAGE.as_nanos() as u64 && succeeded(&output) {
-                entry.demotion.proven(call.spent_ns);
-            }
+    let home = tokio::runtime::Handle::current();
+    let call = HOME.scope(home, async move {
+        let Some(succeeded) = succeeded else {
+            let output = call.await;
             drop(turn);
-            output
-        },
-        span,
-    );
+            return output;
+        };
+        let mut call = std::pin::pin!(Metered::lane(&entry, call));
+        let output = call.as_mut().await;
+        if call.spent_ns <= HEAVY_AVERAGE.as_nanos() as u64 && succeeded(&output) {
+            entry.demotion.proven(call.spent_ns);
+        }
+        drop(turn);
+        output
+    });
+    let call = tracing::Instrument::instrument(call, span);
     let task = AbortOnDrop(lane.runtime.spawn(call));
     match task.wait().await {
         Ok(output) => Some(output),
@@ -360,6 +417,44 @@ where
         // The lane never shuts down, and only this future's drop aborts its task: no
         // one is left to see a cancelled one.
         Err(_) => None,
+    }
+}
+
+tokio::task_local! {
+    /// The runtime a lane call came from, for the work it must not do on the lane.
+    static HOME: tokio::runtime::Handle;
+}
+
+/// Runs `work` on the serving runtime when called from a lane call, else here. Network
+/// work a plugin asks for goes through clients and key sets that every entry shares: a
+/// connection opened on the lane would be registered with the lane's reactor and driven by
+/// its tasks, and a key-set refresh started there would hold its single-flight lock, so
+/// healthy routes reusing them would wait on threads a misbehaving plugin keeps busy.
+/// `None` when the serving runtime dropped the work (it is shutting down).
+pub async fn at_home<F>(work: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let Ok(home) = HOME.try_with(tokio::runtime::Handle::clone) else {
+        return Some(work.await);
+    };
+    match AbortOnDrop(home.spawn(work)).wait().await {
+        Ok(output) => Some(output),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
+/// Starts `work` on the serving runtime when called from a lane call (see [`at_home`]),
+/// else on the current one.
+pub fn spawn_at_home<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match HOME.try_with(tokio::runtime::Handle::clone) {
+        Ok(home) => drop(home.spawn(work)),
+        Err(_) => drop(tokio::spawn(work)),
     }
 }
 

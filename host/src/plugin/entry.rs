@@ -272,13 +272,14 @@ impl Entry {
         if self.on_lane() {
             let turn = self.lane_turn().await?;
             let entry = Arc::clone(self);
-            // Making an instance proves nothing about the plugin's calls.
-            let call = async move { entry.make_fresh().await };
-            return cpu::on_lane(turn, &self.info, call, |_| false)
+            let call = async move { entry.make_fresh(true).await };
+            // Making an instance proves nothing about the plugin's calls, nor demotes it
+            // again: what its calls cost decides.
+            return cpu::on_lane(turn, &self.info, call, None)
                 .await
                 .unwrap_or_else(|| Err(lane_gone()));
         }
-        Metered::serving(&self.info, self.make_fresh()).await
+        self.make_fresh(false).await
     }
 
     /// Whether this entry's calls run on the lane now.
@@ -297,11 +298,12 @@ impl Entry {
     where
         T: Default + Send + 'static,
         R: Send + 'static,
-        Fut: Future<Output = (Instance, T, Result<R, PluginFailure>)> + Send + 'static,
+        Fut: Future<Output = Moved<T, R>> + Send + 'static,
     {
         let turn = self.lane_turn().await?;
         let call = call(Arc::clone(self), instance.take(), std::mem::take(edited));
-        let (moved, back, result) = cpu::on_lane(turn, &self.info, call, |(_, _, r)| r.is_ok())
+        let succeeded: fn(&Moved<T, R>) -> bool = |(_, _, r)| r.is_ok();
+        let (moved, back, result) = cpu::on_lane(turn, &self.info, call, Some(succeeded))
             .await
             .ok_or_else(lane_gone)?;
         (*instance, *edited) = (moved, back);
@@ -310,6 +312,13 @@ impl Entry {
 
     /// A turn on the lane for one of this demoted entry's calls, within its deadline.
     async fn lane_turn(&self) -> Result<cpu::LaneTurn, PluginFailure> {
+        let turn = cpu::lane_turn(&self.info, self.info.budgets.deadline)
+            .await
+            .ok_or_else(|| {
+                PluginFailure::Unavailable(
+                    "the plugin computes for long and no turn for such plugins came free".into(),
+                )
+            })?;
         self.info
             .services
             .metrics
@@ -319,16 +328,13 @@ impl Entry {
                 plugin: self.info.plugin.to_string(),
             })
             .inc();
-        cpu::lane_turn(self.info.budgets.deadline)
-            .await
-            .ok_or_else(|| {
-                PluginFailure::Unavailable(
-                    "the plugin computes for long and every turn for such plugins is taken".into(),
-                )
-            })
+        Ok(turn)
     }
 
-    async fn make_fresh(&self) -> Result<Warm, PluginFailure> {
+    /// A new instance; its instantiation counts against the entry's allowance on a
+    /// serving thread (not the wait for a slot, in which other entries' idle instances
+    /// may be dropped).
+    async fn make_fresh(&self, on_lane: bool) -> Result<Warm, PluginFailure> {
         let slot = self
             .engine
             .slot(self.info.budgets.deadline)
@@ -337,7 +343,11 @@ impl Entry {
                 PluginFailure::Unavailable("every plugin instance slot is busy".into())
             })?;
         let mut store = new_store(&self.engine, PluginState::new(Arc::clone(&self.info)));
-        let bindings = self.instantiate(&mut store).await?;
+        let bindings = if on_lane {
+            self.instantiate(&mut store).await?
+        } else {
+            Metered::serving(&self.info, self.instantiate(&mut store)).await?
+        };
         Ok(Warm {
             store,
             bindings,
@@ -529,7 +539,9 @@ impl Entry {
         store.data_mut().deadline = Instant::now() + budget;
         let handler = bindings.portcullis_plugin_handler();
         let call = handler.call_check_config(&mut store, &info.config);
-        match tokio::time::timeout(budget, call).await {
+        let checked = tokio::time::timeout(budget, call).await;
+        info.demotion.clear();
+        match checked {
             Err(_) => Err("its config check ran past its deadline".to_owned()),
             Ok(Err(e)) => {
                 let fault = store.data_mut().fault.take();
@@ -584,6 +596,10 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
     });
     store
 }
+
+/// What a call moved to the lane hands back: the instance, what the plugin edited, and
+/// the call's result.
+type Moved<T, R> = (Instance, T, Result<R, PluginFailure>);
 
 /// The failure for a lane call no one saw end (see `cpu::on_lane`).
 fn lane_gone() -> PluginFailure {

@@ -517,9 +517,14 @@ impl outbound_http::Host for PluginState {
                 body: body.to_vec(),
             })
         };
-        Ok(tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(HttpError::Timeout)))
+        // On the serving runtime even for a plugin on the lane: the client's connections
+        // are shared with every route (`cpu::at_home`).
+        let exchange = super::cpu::at_home(tokio::time::timeout(timeout, exchange));
+        Ok(match exchange.await {
+            Some(Ok(result)) => result,
+            Some(Err(_elapsed)) => Err(HttpError::Timeout),
+            None => Err(HttpError::Transport("the gateway is shutting down".into())),
+        })
     }
 }
 

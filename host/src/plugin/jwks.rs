@@ -356,12 +356,20 @@ impl KeySets {
             self.refresh_in_background(&remote);
             return Ok(set);
         }
-        // Single flight: one task fetches, the others wait here and re-check.
-        let _guard = remote.refreshing.lock().await;
-        if let Some(set) = usable(&remote, kid, &settings) {
-            return Ok(set);
-        }
-        refresh(&self.client, &remote, &settings).await
+        // Single flight: one task fetches, the others wait here and re-check. On the
+        // serving runtime even for a plugin on the lane (`cpu::at_home`): the lock is
+        // shared with every route.
+        let (client, kid) = (self.client.clone(), kid.map(str::to_owned));
+        let flight = async move {
+            let _guard = remote.refreshing.lock().await;
+            if let Some(set) = usable(&remote, kid.as_deref(), &settings) {
+                return Ok(set);
+            }
+            refresh(&client, &remote, &settings).await
+        };
+        super::cpu::at_home(flight)
+            .await
+            .unwrap_or_else(|| Err("the gateway is shutting down".to_owned()))
     }
 
     /// Starts one refresh of `remote` unless one is running.
@@ -374,7 +382,7 @@ impl KeySets {
             return;
         }
         let (client, remote, settings) = (self.client.clone(), Arc::clone(remote), self.settings);
-        tokio::spawn(async move {
+        super::cpu::spawn_at_home(async move {
             {
                 let _guard = remote.refreshing.lock().await;
                 let fresh = remote

@@ -283,8 +283,8 @@ path = {{ prefix = "/fill" }}
 upstream = "app"
 [[routes.plugins]]
 plugin = "{oversized}"
-config = {{ bytes = 64000000 }}
-budgets = {{ deadline = "10s", memory_mib = 96, body_bytes = 1048576 }}
+config = {{ bytes = 200000000 }}
+budgets = {{ deadline = "10s", memory_mib = 256, body_bytes = 1048576 }}
 
 [[routes]]
 id = "ok"
@@ -309,7 +309,7 @@ plugin = "{pass}"
     let (looper, oversized) = (stem(test_plugins::LOOPER), stem(test_plugins::OVERSIZED));
     let mut conn = Conn::h1(gw.addr()).await;
     // The first call of each runs where requests are served, and is what demotes it: the
-    // loop by the epoch ticks it computes through, the 64 MB fill (one `memory.fill`, no
+    // loop by the epoch ticks it computes through, the 200 MB fill (one `memory.fill`, no
     // tick can split it) by the time its poll kept the thread.
     assert_eq!(conn.send(get("h", "/loop/1")).await.status, 503);
     assert_eq!(conn.send(get("h", "/fill/1")).await.status, 500);
@@ -332,11 +332,6 @@ plugin = "{pass}"
     );
     // A quick plugin beside them is served as ever.
     assert_eq!(conn.send(get("h", "/ok/1")).await.status, 200);
-    assert!(
-        gw.metrics
-            .encode()
-            .contains("portcullis_plugin_lane_calls_total{route=\"loop\"")
-    );
 }
 
 // Finding 7 (second half): one slow route could hold every instance slot.
