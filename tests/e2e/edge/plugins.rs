@@ -222,6 +222,60 @@ async fn an_auth_plugin_without_capacity_fails_closed_whatever_its_policy() {
     assert_eq!(slow.await.expect("slow request").status, 200);
 }
 
+// Finding 7 (review): a request took its route-share permits one entry at a time, so
+// concurrent requests on a two-entry route each held one and waited for the other.
+
+#[tokio::test]
+async fn a_pipeline_takes_its_route_share_for_all_entries_at_once() {
+    let up = TestUpstream::start("app").await;
+    // Two response-phase entries hold their instances through the upstream call; the
+    // route may hold two instances: one request's worth.
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+max_instances = 4
+max_instances_per_route = 2
+cache_dir = "{{dir}}/cache"
+
+{}
+[[routes]]
+id = "pair"
+path = {{ prefix = "/pair" }}
+rewrite = {{ strip_prefix = true }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{}}
+budgets = {{ deadline = "5s" }}
+[[routes.plugins]]
+plugin = "{editor}"
+config = {{}}
+budgets = {{ deadline = "5s" }}
+"#,
+        upstream_block("app", &up),
+        editor = test_plugins::RESPONSE_EDITOR,
+    );
+    let gw = TestGateway::start(&config).await;
+    let addr = gw.addr();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::spawn(async move {
+                Conn::h1(addr)
+                    .await
+                    .send(get("h", "/pair/delay/200"))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    // They take turns: each waits for the whole share, well within its deadline. Taken
+    // an entry at a time, two of them held one permit each until both timed out (503).
+    for request in requests {
+        assert_eq!(request.await.expect("request"), 200);
+    }
+    assert_eq!(up.requests(), 3);
+}
+
 // Finding 6 (part): a 200 MB reply was copied out of the guest before the budget was
 // checked, and was refused as a trap by wasmtime's own limits, not as over budget.
 
