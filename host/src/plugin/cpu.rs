@@ -285,7 +285,10 @@ fn lane() -> Result<&'static Lane, &'static str> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("plugin-lane")
-            .on_thread_start(move || lower_priority(nice.min(19)))
+            .on_thread_start(move || {
+                LANE_THREAD.set(true);
+                lower_priority(nice.min(19));
+            })
             .enable_all()
             .build()
             .map_err(|e| format!("the plugin lane's threads could not start: {e}"))?;
@@ -420,6 +423,15 @@ where
     }
 }
 
+thread_local! {
+    static LANE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the lane's.
+pub fn on_lane_thread() -> bool {
+    LANE_THREAD.get()
+}
+
 tokio::task_local! {
     /// The runtime a lane call came from, for the work it must not do on the lane.
     static HOME: tokio::runtime::Handle;
@@ -439,6 +451,7 @@ where
     let Ok(home) = HOME.try_with(tokio::runtime::Handle::clone) else {
         return Some(work.await);
     };
+    let work = tracing::Instrument::in_current_span(work);
     match AbortOnDrop(home.spawn(work)).wait().await {
         Ok(output) => Some(output),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -452,6 +465,7 @@ pub fn spawn_at_home<F>(work: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let work = tracing::Instrument::in_current_span(work);
     match HOME.try_with(tokio::runtime::Handle::clone) {
         Ok(home) => drop(home.spawn(work)),
         Err(_) => drop(tokio::spawn(work)),
@@ -467,7 +481,7 @@ pub fn drop_on_lane<T: Send + 'static>(value: T) {
     }
 }
 
-/// A lane task that is aborted when its waiter goes away.
+/// A task (on the lane, or at home for a lane call) aborted when its waiter goes away.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> AbortOnDrop<T> {
@@ -538,6 +552,29 @@ mod tests {
         assert!(!demotion.observe(50_000_000));
         // A plugin that spends 150 µs a call: heavy within a few dozen calls.
         assert!((0..60).any(|_| demotion.observe(150_000)));
+    }
+
+    #[tokio::test]
+    async fn network_work_a_lane_call_asks_for_runs_at_home() {
+        use super::super::jwks::KeySetSettings;
+        use super::super::services::HostServices;
+        let services = HostServices::new(
+            Arc::new(crate::telemetry::Metrics::default()),
+            KeySetSettings::default(),
+        );
+        let entry = Arc::new(EntryInfo::for_tests(Arc::new(services), 1 << 20));
+        assert!(!on_lane_thread());
+        let turn = lane_turn(&entry, Duration::from_secs(10))
+            .await
+            .expect("turn");
+        let call = async {
+            let here = on_lane_thread();
+            let home = at_home(async { on_lane_thread() }).await.expect("home");
+            (here, home)
+        };
+        let (here, home) = on_lane(turn, &entry, call, None).await.expect("lane");
+        assert!(here, "the call runs on a lane thread");
+        assert!(!home, "what it sends home runs on the caller's runtime");
     }
 
     #[tokio::test]

@@ -267,19 +267,28 @@ impl Entry {
         }
     }
 
-    /// A new instance in a free engine slot, made on the lane for a demoted entry.
+    /// A new instance in a free engine slot, made on the lane for a demoted entry. The
+    /// slot is waited for here: waited for on the lane, it would hold a lane turn (and the
+    /// entry's share of them) for nothing.
     async fn fresh(self: &Arc<Self>) -> Result<Warm, PluginFailure> {
+        let slot = self
+            .engine
+            .slot(self.info.budgets.deadline)
+            .await
+            .ok_or_else(|| {
+                PluginFailure::Unavailable("every plugin instance slot is busy".into())
+            })?;
         if self.on_lane() {
             let turn = self.lane_turn().await?;
             let entry = Arc::clone(self);
-            let call = async move { entry.make_fresh(true).await };
+            let call = async move { entry.make_fresh(slot, true).await };
             // Making an instance proves nothing about the plugin's calls, nor demotes it
             // again: what its calls cost decides.
             return cpu::on_lane(turn, &self.info, call, None)
                 .await
                 .unwrap_or_else(|| Err(lane_gone()));
         }
-        self.make_fresh(false).await
+        self.make_fresh(slot, false).await
     }
 
     /// Whether this entry's calls run on the lane now.
@@ -331,17 +340,14 @@ impl Entry {
         Ok(turn)
     }
 
-    /// A new instance; its instantiation counts against the entry's allowance on a
-    /// serving thread (not the wait for a slot, in which other entries' idle instances
+    /// A new instance in `slot`; its instantiation counts against the entry's allowance on
+    /// a serving thread (not the wait for the slot, in which other entries' idle instances
     /// may be dropped).
-    async fn make_fresh(&self, on_lane: bool) -> Result<Warm, PluginFailure> {
-        let slot = self
-            .engine
-            .slot(self.info.budgets.deadline)
-            .await
-            .ok_or_else(|| {
-                PluginFailure::Unavailable("every plugin instance slot is busy".into())
-            })?;
+    async fn make_fresh(
+        &self,
+        slot: OwnedSemaphorePermit,
+        on_lane: bool,
+    ) -> Result<Warm, PluginFailure> {
         let mut store = new_store(&self.engine, PluginState::new(Arc::clone(&self.info)));
         let bindings = if on_lane {
             self.instantiate(&mut store).await?
@@ -580,7 +586,9 @@ fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
         let ran = cpu::clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
         if !std::mem::take(&mut state.awaited) && ran >= cpu::COUNTED_RUN.as_nanos() as u64 {
             state.ticks += 1;
-            if state.ticks > cpu::FREE_TICKS {
+            // On a lane thread the ticks are stretched by preemption; the thread's CPU
+            // clock decides there (`cpu::Metered`).
+            if state.ticks > cpu::FREE_TICKS && !cpu::on_lane_thread() {
                 cpu::demote(&state.entry);
             }
         }

@@ -519,7 +519,9 @@ impl outbound_http::Host for PluginState {
         };
         // On the serving runtime even for a plugin on the lane: the client's connections
         // are shared with every route (`cpu::at_home`).
-        let exchange = super::cpu::at_home(tokio::time::timeout(timeout, exchange));
+        // The timer too: made on the lane, it would be driven by the lane's timer wheel.
+        let exchange =
+            super::cpu::at_home(async move { tokio::time::timeout(timeout, exchange).await });
         Ok(match exchange.await {
             Some(Ok(result)) => result,
             Some(Err(_elapsed)) => Err(HttpError::Timeout),
