@@ -27,8 +27,9 @@
 //!   [`HEAVY_AVERAGE`]: a plugin that spends a few hundred microseconds on every call
 //!   passes no allowance, and under load costs the other routes as much as one that stalls.
 //!
-//! A demoted entry's calls on the lane that go past these again keep it demoted, so a plugin
-//! that always misbehaves costs the serving threads one call.
+//! Ticks demote on serving threads only; on the lane the thread's CPU clock decides. A
+//! demoted entry's calls on the lane that go past their allowance keep it demoted, so a
+//! plugin that always misbehaves costs the serving threads one call.
 
 use std::future::Future;
 use std::pin::Pin;
