@@ -68,9 +68,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(&name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
+    remove_present(headers, &HOP_BY_HOP);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
@@ -167,6 +165,17 @@ const CLIENT_CLAIMS: [HeaderName; 15] = [
     HeaderName::from_static("x-forwarded-ssl"),
 ];
 
+/// Removes `names` from `headers`, after one pass over the names present: most requests
+/// carry none of them, and removing an absent name still hashes it (callgrind: these
+/// removals were ~2 200 of the 2 500 instructions a plain request gained in issue 10).
+fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if headers.keys().any(|k| names.contains(k)) {
+        for name in names {
+            headers.remove(name);
+        }
+    }
+}
+
 /// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the chain is extended and
 /// its proto/host kept; from anyone else all three are replaced and the other headers
 /// that claim to describe the client (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`,
@@ -182,9 +191,7 @@ pub fn set_forwarded(
     let peer = peer.to_canonical();
     let from_proxy = is_trusted(peer, trusted);
     if !from_proxy {
-        for name in &CLIENT_CLAIMS {
-            headers.remove(name);
-        }
+        remove_present(headers, &CLIENT_CLAIMS);
     }
     let prior: Vec<String> = if from_proxy {
         headers
