@@ -340,7 +340,11 @@ pub struct LaneTurn {
 
 /// Lane threads: one per core the process may use.
 fn lane_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // Asked once: on Linux the answer reads the affinity mask and cgroup quota files, and
+    // every entry built at a (re)load asks for its share; the lane and the shares must
+    // also agree on it.
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The turns one entry may hold at once: half of them, so that a second demoted entry
