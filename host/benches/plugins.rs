@@ -287,10 +287,13 @@ async fn one(case: &Prepared) {
         query: Some("page=2"),
         body: None,
     });
+    let joined = match target.query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.to_owned(),
+    };
     let mut req = PluginRequest {
         method: target.method,
-        path: target.path.into(),
-        query: target.query.map(str::to_owned),
+        target: http::uri::PathAndQuery::try_from(joined).expect("target"),
         body: target.body,
         headers: case.headers.clone(),
         identity: case.identity.clone(),

@@ -1,12 +1,14 @@
 //! Portcullis: an API gateway whose policies are WebAssembly components.
 //!
-//! The request path, stage by stage, is assembled in [`gateway`]; each stage lives in
-//! the module named for its job:
+//! The request path, stage by stage, is assembled in [`gateway`] around one per-request
+//! context ([`exchange::Exchange`]); each stage lives in the module named for its job:
 //!
+//! - [`edge`]: framing, target form, and head and body limits of each request;
 //! - [`canonical`]: the authority and path every later stage uses, decided once;
 //! - [`config`]: the TOML file, parsed with positions for error messages;
 //! - [`runtime`]: semantic checks, and the live structures built from a config;
 //! - [`listener`]: TCP/TLS accept, HTTP/1.1 and HTTP/2 serving, connection limits;
+//! - [`server`]: the listeners started with the gateway's request path, and the drain;
 //! - [`router`]: host, method, path, header and query matching with a fixed priority;
 //! - [`policy`]: IP allow/deny, CORS, rate limits;
 //! - [`plugin`]: WebAssembly plugin pipelines: engine, sandboxes, host imports;
@@ -27,7 +29,9 @@
 pub mod body;
 pub mod canonical;
 pub mod config;
+pub mod edge;
 pub mod error;
+pub mod exchange;
 pub mod gateway;
 pub mod listener;
 pub mod plugin;

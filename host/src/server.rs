@@ -10,8 +10,28 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::listener::BoundListener;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::listener::{BoundListener, Connection, Handler};
 use crate::runtime::Runtime;
+
+/// The gateway's request path (`gateway.rs`) over one runtime, as the listeners' handler.
+#[derive(Debug)]
+struct GatewayHandler {
+    runtime: Arc<Runtime>,
+}
+
+impl Handler for GatewayHandler {
+    fn handle(
+        &self,
+        conn: &Connection,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        crate::gateway::handle(&self.runtime, conn, req)
+    }
+}
 
 /// How often idle rate-limit keys are forgotten.
 const RATE_LIMIT_SWEEP: Duration = Duration::from_secs(60);
@@ -41,6 +61,9 @@ impl RunningGateway {
             bound.push(listener);
         }
         let runtime = Arc::new(runtime);
+        let handler = Arc::new(GatewayHandler {
+            runtime: Arc::clone(&runtime),
+        });
         let (shutdown, rx) = watch::channel(false);
         let tracker = TaskTracker::new();
         let closing = CancellationToken::new();
@@ -49,7 +72,7 @@ impl RunningGateway {
             .into_iter()
             .map(|l| {
                 tokio::spawn(l.serve(
-                    Arc::clone(&runtime),
+                    Arc::clone(&handler),
                     rx.clone(),
                     tracker.clone(),
                     closing.clone(),

@@ -4,25 +4,12 @@
 /// Whether `name` is a header name the gateway accepts from plugins: lowercase token
 /// characters (RFC 9110), which is how HTTP/2 and the gateway spell every header.
 pub fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b)
-        })
+    portcullis_contract::edit::is_token(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Headers the gateway owns (framing, hop-by-hop, `host`): a plugin's edit of them is
 /// refused with `edit-error.forbidden`.
-pub const GATEWAY_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+pub use portcullis_contract::edit::GATEWAY_HEADERS;
 
 /// Refuses a `realm` that would break out of the quoted string of a `WWW-Authenticate`
 /// challenge.

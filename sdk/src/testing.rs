@@ -183,34 +183,25 @@ impl<P: Plugin> Harness<P> {
     }
 }
 
-/// Headers the gateway owns; plugins get [`EditError::Forbidden`] for them.
-use crate::checks::GATEWAY_HEADERS as FORBIDDEN;
+// The edit rules are the gateway's own, from the contract's crate.
+use portcullis_contract::edit as rules;
+
+fn refused(refusal: rules::Refusal) -> EditError {
+    match refusal {
+        rules::Refusal::InvalidName(name) => EditError::InvalidName(name),
+        rules::Refusal::Forbidden(name) => EditError::Forbidden(name),
+        rules::Refusal::InvalidValue(why) => EditError::InvalidValue(why),
+    }
+}
 
 fn check_name(name: &str) -> Result<String, EditError> {
-    let lower = name.to_ascii_lowercase();
-    let token = !lower.is_empty()
-        && lower
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !token {
-        return Err(EditError::InvalidName(name.to_owned()));
-    }
-    if FORBIDDEN.contains(&lower.as_str()) {
-        return Err(EditError::Forbidden(lower));
-    }
-    Ok(lower)
+    rules::header_name(name)
+        .map(|n| n.into_owned())
+        .map_err(refused)
 }
 
 fn check_value(value: &str) -> Result<(), EditError> {
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(EditError::InvalidValue(
-            "control characters are not allowed".into(),
-        ));
-    }
-    if value.len() > 16 * 1024 {
-        return Err(EditError::InvalidValue("longer than 16384 bytes".into()));
-    }
-    Ok(())
+    rules::header_value(value).map_err(refused)
 }
 
 /// An ordered, multi-valued header list with the gateway's edit rules.
@@ -362,9 +353,7 @@ impl TestRequest {
         self.method.clone()
     }
     pub fn set_method(&mut self, method: &str) -> Result<(), EditError> {
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(EditError::InvalidValue("not an HTTP method".into()));
-        }
+        rules::method(method).map_err(refused)?;
         self.method = method.to_owned();
         Ok(())
     }
@@ -372,20 +361,15 @@ impl TestRequest {
         self.path.clone()
     }
     pub fn set_path(&mut self, path: &str) -> Result<(), EditError> {
-        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-            return Err(EditError::InvalidValue(
-                "a path starts with `/` and holds no `?`, `#` or spaces".into(),
-            ));
-        }
-        self.path = path.to_owned();
+        self.path = rules::path(path).map_err(refused)?.into_owned();
         Ok(())
     }
     pub fn query(&self) -> Option<String> {
         self.query.clone()
     }
     pub fn set_query(&mut self, query: Option<&str>) -> Result<(), EditError> {
-        if query.is_some_and(|q| q.contains(['#', ' '])) {
-            return Err(EditError::InvalidValue("not a valid query string".into()));
+        if let Some(q) = query {
+            rules::query(q).map_err(refused)?;
         }
         self.query = query.filter(|q| !q.is_empty()).map(str::to_owned);
         Ok(())
@@ -434,9 +418,7 @@ impl TestResponse {
         self.status
     }
     pub fn set_status(&mut self, status: u16) -> Result<(), EditError> {
-        if !(200..=599).contains(&status) {
-            return Err(EditError::InvalidValue("a final status is 200–599".into()));
-        }
+        rules::final_status(status).map_err(refused)?;
         self.status = status;
         Ok(())
     }

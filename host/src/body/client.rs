@@ -32,7 +32,7 @@ pub enum ClientBodyError {
     TooLarge,
     /// Invalid chunked framing, or the client closed the connection mid-body.
     #[error("the request body could not be read")]
-    Malformed(#[source] hyper::Error),
+    Malformed(#[source] super::BoxError),
 }
 
 impl ClientBodyError {
@@ -83,7 +83,8 @@ impl<B> ClientBody<B> {
 
 impl<B> Body for ClientBody<B>
 where
-    B: Body<Data = Bytes, Error = hyper::Error>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<super::BoxError>,
 {
     type Data = Bytes;
     type Error = ClientBodyError;
@@ -106,7 +107,9 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ClientBodyError::Malformed(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                Poll::Ready(Some(Err(ClientBodyError::Malformed(e.into()))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let deadline = Instant::now() + *this.read_timeout;

@@ -4,8 +4,13 @@
 //! spelling, so no two stages can disagree about what was asked for. (The third form,
 //! the client address behind trusted proxies, is [`crate::proxy::client_ip`].)
 
+//!
+//! Path normalisation lives in the plugin contract's crate, so that a path a plugin sets is
+//! held to the same rules in the gateway and in the SDK's native test harness.
+
 mod authority;
-mod path;
 
 pub use authority::{Authority, AuthorityError};
-pub use path::{EscapedSlashes, PathError, PathOptions, Semicolons, normalize, percent_decode};
+pub use portcullis_contract::path::{
+    EscapedSlashes, PathError, PathOptions, Semicolons, normalize, percent_decode,
+};

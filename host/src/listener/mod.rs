@@ -3,7 +3,9 @@
 //!
 //! Connection-level limits live here (open connections, TLS handshake and header read
 //! timeouts, idle timeout, hyper's hard caps); request-level limits whose answer must be
-//! a problem+json body are checked by the request path in [`crate::gateway`].
+//! a problem+json body are checked by the request path, which the listener is handed as a
+//! [`Handler`] (the gateway's is assembled in `server.rs`), so this module knows nothing of
+//! the stages.
 
 pub mod framing;
 pub mod io;
@@ -14,6 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,10 +28,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::body::ProxyBody;
 use crate::config::ListenerLimits;
-use crate::runtime::{ListenerSpec, Runtime};
+use crate::runtime::ListenerSpec;
 use framing::{FramingGuard, FramingVerdicts};
 use io::{Activity, WatchedIo};
+
+/// What serves the requests of a connection: the request path, handed to the listener.
+/// It never fails; every error has become a response by the time it returns.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        conn: &Connection,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send;
+}
 
 /// What the request path knows about the connection a request came on.
 #[derive(Debug)]
@@ -36,13 +51,35 @@ pub struct Connection {
     pub tls: bool,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub limits: Arc<ListenerLimits>,
-    pub framing: Arc<FramingVerdicts>,
+    /// The framing guard's verdicts for HTTP/1 heads read from bytes; `None` where no
+    /// bytes are parsed by us (HTTP/2 by ALPN, requests handed over in process).
+    pub framing: Option<Arc<FramingVerdicts>>,
     pub activity: Arc<Activity>,
     pub paths: crate::canonical::PathOptions,
     /// Where an upgraded connection goes after its 101.
     pub tunnels: tunnel::Tunnels,
     /// `Strict-Transport-Security` for every response, on TLS listeners that set it.
     pub hsts: Option<http::HeaderValue>,
+}
+
+impl Connection {
+    /// A connection of `spec`'s listener from `peer` that no socket carries: for driving
+    /// the request path in process (tests, benches). Its requests arrive parsed, so
+    /// there is no framing to guard, and an upgrade has no connection slot to move.
+    pub fn in_process(spec: &ListenerSpec, peer: SocketAddr) -> Self {
+        let tls = spec.tls.is_some();
+        Self {
+            peer,
+            tls,
+            trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
+            limits: Arc::new(spec.limits.clone()),
+            framing: None,
+            activity: Arc::new(Activity::new()),
+            paths: spec.paths,
+            tunnels: tunnel::Tunnels::detached(spec.limits.idle_timeout),
+            hsts: if tls { spec.hsts.clone() } else { None },
+        }
+    }
 }
 
 /// A bound listener, ready to serve.
@@ -90,9 +127,9 @@ impl BoundListener {
 
     /// Accepts until `shutdown` turns true; connections are spawned on `tracker` so the
     /// caller can wait for them to drain.
-    pub async fn serve(
+    pub async fn serve<H: Handler>(
         self,
-        runtime: Arc<Runtime>,
+        handler: Arc<H>,
         mut shutdown: watch::Receiver<bool>,
         tracker: TaskTracker,
         closing: CancellationToken,
@@ -118,7 +155,7 @@ impl BoundListener {
                 continue;
             };
             let listener = Arc::clone(&self.settings);
-            let runtime = Arc::clone(&runtime);
+            let handler = Arc::clone(&handler);
             let shutdown = shutdown.clone();
             let ends = ConnectionEnds {
                 shutdown,
@@ -127,7 +164,7 @@ impl BoundListener {
                 permit,
             };
             tracker.spawn(async move {
-                listener.serve_stream(stream, peer, runtime, ends).await;
+                listener.serve_stream(stream, peer, handler, ends).await;
             });
         }
         // Dropping the socket here refuses new connections at once.
@@ -148,17 +185,17 @@ struct ConnectionEnds {
 }
 
 impl ListenerSettings {
-    async fn serve_stream(
+    async fn serve_stream<H: Handler>(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        runtime: Arc<Runtime>,
+        handler: Arc<H>,
         ends: ConnectionEnds,
     ) {
         let _ = stream.set_nodelay(true);
         match &self.tls {
             None => {
-                self.serve_http(stream, peer, false, false, runtime, ends)
+                self.serve_http(stream, peer, false, false, handler, ends)
                     .await
             }
             Some(acceptor) => {
@@ -168,7 +205,7 @@ impl ListenerSettings {
                 match handshake {
                     Ok(Ok(tls)) => {
                         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        self.serve_http(tls, peer, true, h2, runtime, ends).await;
+                        self.serve_http(tls, peer, true, h2, handler, ends).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -177,13 +214,13 @@ impl ListenerSettings {
         }
     }
 
-    async fn serve_http<S>(
+    async fn serve_http<S, H: Handler>(
         &self,
         stream: S,
         peer: SocketAddr,
         tls: bool,
         h2_by_alpn: bool,
-        runtime: Arc<Runtime>,
+        handler: Arc<H>,
         ends: ConnectionEnds,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -197,12 +234,12 @@ impl ListenerSettings {
         );
         let limits = &self.limits;
         let activity = Arc::new(Activity::new());
-        let verdicts = Arc::new(FramingVerdicts::default());
-        let guard = (!h2_by_alpn).then(|| {
+        let verdicts = (!h2_by_alpn).then(|| Arc::new(FramingVerdicts::default()));
+        let guard = verdicts.as_ref().map(|verdicts| {
             FramingGuard::new(
                 hard_header_cap(limits),
                 limits.max_headers * 2,
-                Arc::clone(&verdicts),
+                Arc::clone(verdicts),
             )
         });
         let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity), guard));
@@ -218,13 +255,9 @@ impl ListenerSettings {
             hsts: if tls { self.hsts.clone() } else { None },
         });
         let service = service_fn(move |req| {
-            let runtime = Arc::clone(&runtime);
+            let handler = Arc::clone(&handler);
             let connection = Arc::clone(&connection);
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    crate::gateway::handle(&runtime, &connection, req).await,
-                )
-            }
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(&connection, req).await) }
         });
 
         let builder = http_builder(limits);

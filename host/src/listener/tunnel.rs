@@ -42,6 +42,17 @@ impl Tunnels {
         }
     }
 
+    /// Tunnels of a connection that holds no `max_connections` slot (in process): they
+    /// are tracked and closed on their own.
+    pub fn detached(idle_timeout: Duration) -> Self {
+        Self {
+            slot: Mutex::new(None),
+            tracker: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            idle_timeout,
+        }
+    }
+
     /// Joins the client's and the upstream's upgraded connections once both switch.
     pub fn open(&self, client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
         let slot = self.slot.lock().ok().and_then(|mut s| s.take());

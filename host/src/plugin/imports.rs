@@ -16,8 +16,8 @@ use super::bindings::{EditError, Identity};
 use super::info::{Grants, LOG_LINES_PER_SECOND};
 use super::jwks::Keys;
 use super::state::{
-    PluginState, RequestHandle, ResponseHandle, all_values, first_value, header_list, header_name,
-    header_value,
+    PluginState, RequestHandle, ResponseHandle, all_values, edit_error, first_value, header_list,
+    header_name, header_value,
 };
 
 type Edit = wasmtime::Result<Result<(), EditError>>;
@@ -87,6 +87,16 @@ fn remove_header(headers: &mut HeaderMap, name: &str) -> Result<(), EditError> {
 
 /// A body can be replaced only when it was buffered (the entry asked for it), and only
 /// within the entry's cap.
+/// A path and a query, each checked on its own by the edit that changed one of them, as
+/// the one target they are sent upstream as.
+fn joined(path: &str, query: Option<&str>) -> wasmtime::Result<http::uri::PathAndQuery> {
+    let target = match query {
+        Some(q) => http::uri::PathAndQuery::try_from(format!("{path}?{q}")),
+        None => http::uri::PathAndQuery::try_from(path),
+    };
+    target.map_err(|_| wasmtime::Error::msg("a checked path and query did not join"))
+}
+
 fn replace_body(current: &mut Option<Bytes>, body: Vec<u8>, cap: u64) -> Result<(), EditError> {
     if current.is_none() {
         return Err(EditError::BodyNotBuffered);
@@ -106,6 +116,9 @@ impl types::HostRequest for PluginState {
     }
 
     fn set_method(&mut self, _: Resource<RequestHandle>, method: String) -> Edit {
+        if let Err(refusal) = portcullis_contract::edit::method(&method) {
+            return Ok(Err(edit_error(refusal)));
+        }
         let Ok(m) = Method::from_bytes(method.as_bytes()) else {
             return Ok(Err(EditError::InvalidValue("not an HTTP method".into())));
         };
@@ -114,43 +127,31 @@ impl types::HostRequest for PluginState {
     }
 
     fn path(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
-        Ok(self.request_mut()?.path.clone())
+        Ok(self.request_mut()?.target.path().to_owned())
     }
 
     fn set_path(&mut self, _: Resource<RequestHandle>, path: String) -> Edit {
-        let valid = path.starts_with('/')
-            && !path.contains(['?', '#'])
-            && http::uri::PathAndQuery::try_from(path.as_str()).is_ok();
-        if !valid {
-            return Ok(Err(EditError::InvalidValue(
-                "a path starts with `/` and holds no `?`, `#` or spaces".into(),
-            )));
-        }
-        // What a plugin sends upstream is held to the rules a client's path is:
-        // `/../../etc/passwd` and `//evil.example/x` leave as `/etc/passwd` and
-        // `/evil.example/x`, and ambiguous escapes are refused.
-        let path =
-            match crate::canonical::normalize(&path, crate::canonical::PathOptions::default()) {
-                Ok(p) => p.into_owned(),
-                Err(e) => return Ok(Err(EditError::InvalidValue(e.reason().into()))),
-            };
-        self.request_mut()?.path = path;
+        // Held to the rules a client's path is, in its canonical form (the contract's).
+        let path = match portcullis_contract::edit::path(&path) {
+            Ok(p) => p.into_owned(),
+            Err(refusal) => return Ok(Err(edit_error(refusal))),
+        };
+        let request = self.request_mut()?;
+        request.target = joined(&path, request.target.query())?;
         Ok(Ok(()))
     }
 
     fn query(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<Option<String>> {
-        Ok(self.request_mut()?.query.clone())
+        Ok(self.request_mut()?.target.query().map(str::to_owned))
     }
 
     fn set_query(&mut self, _: Resource<RequestHandle>, query: Option<String>) -> Edit {
-        if let Some(q) = &query
-            && (q.contains('#') || http::uri::PathAndQuery::try_from(format!("/?{q}")).is_err())
-        {
-            return Ok(Err(EditError::InvalidValue(
-                "not a valid query string".into(),
-            )));
+        if let Some(Err(refusal)) = query.as_deref().map(portcullis_contract::edit::query) {
+            return Ok(Err(edit_error(refusal)));
         }
-        self.request_mut()?.query = query.filter(|q| !q.is_empty());
+        let request = self.request_mut()?;
+        let query = query.as_deref().filter(|q| !q.is_empty());
+        request.target = joined(request.target.path(), query)?;
         Ok(Ok(()))
     }
 
@@ -271,10 +272,9 @@ impl types::HostResponse for PluginState {
     }
 
     fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> Edit {
-        let Some(s) = super::state::final_status(status) else {
-            return Ok(Err(EditError::InvalidValue(
-                "a final status is 200–599".into(),
-            )));
+        let s = match super::state::final_status(status) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
         };
         self.response_mut()?.status = s;
         Ok(Ok(()))

@@ -8,7 +8,8 @@
 //!   responses;
 //! - [`imports`] and [`services`]: what plugins may call, and the shared services behind it;
 //! - [`jwks`]: native signature verification and cached key sets;
-//! - [`state`]: what one store holds.
+//! - [`state`]: what one store holds;
+//! - [`stage`]: the pipeline's two stages of the request path.
 //!
 //! [`Loader`] turns the config's `[[routes.plugins]]` into pipelines: it compiles each
 //! component once (or loads it from the on-disk cache), checks its imports against the
@@ -23,6 +24,7 @@ pub mod info;
 pub mod jwks;
 pub mod pipeline;
 pub mod services;
+pub mod stage;
 pub mod state;
 
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::bindings::{Action, Identity, Phases, Reply};
@@ -256,10 +256,9 @@ fn reply_response(
     entry: &Entry,
     request: &PluginRequest,
 ) -> Result<PluginResponse, PluginFailure> {
-    let status = super::state::final_status(reply.status).ok_or(PluginFailure::Error(format!(
-        "replied with invalid status {}",
-        reply.status
-    )))?;
+    let status = super::state::final_status(reply.status).map_err(|_| {
+        PluginFailure::Error(format!("replied with invalid status {}", reply.status))
+    })?;
     if reply.body.len() as u64 > entry.info.budgets.body_bytes {
         return Err(PluginFailure::OutputTooLarge(
             "reply body over `body_bytes`",
@@ -267,16 +266,11 @@ fn reply_response(
     }
     let mut headers = HeaderMap::with_capacity(reply.headers.len());
     for (name, value) in reply.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .ok()
-            .filter(|n| !super::state::is_forbidden_header(n))
-            .ok_or_else(|| PluginFailure::Error(format!("reply header `{name}` is not allowed")))?;
-        let value = HeaderValue::from_bytes(value.as_bytes())
-            .ok()
-            .filter(|v| v.len() <= super::state::MAX_HEADER_VALUE)
-            .ok_or_else(|| {
-                PluginFailure::Error(format!("reply header `{name}` has an invalid value"))
-            })?;
+        // The contract's rules for a header edit hold for a reply's headers too.
+        let name = super::state::header_name(&name)
+            .map_err(|e| PluginFailure::Error(format!("reply header refused: {e:?}")))?;
+        let value = super::state::header_value(&value)
+            .map_err(|e| PluginFailure::Error(format!("reply header `{name}` refused: {e:?}")))?;
         if !request.limits.admits_header(&headers, &name, &value) {
             return Err(PluginFailure::OutputTooLarge(
                 "reply headers over the head limits",

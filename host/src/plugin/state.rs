@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::bindings::{EditError, Identity};
@@ -25,13 +26,14 @@ pub struct RequestHandle;
 #[derive(Debug)]
 pub struct ResponseHandle;
 
-/// The request as the pipeline carries it from plugin to plugin.
+/// The request as every stage after the edge sees it: what plugins read and edit in
+/// place (it is moved into a plugin's store for its call and back), what rate limits key
+/// on, and what is sent upstream. The per-request context (`crate::exchange`) owns it.
 #[derive(Debug, Clone)]
 pub struct PluginRequest {
     pub method: Method,
-    /// Percent-encoded path, after the route's rewrite.
-    pub path: String,
-    pub query: Option<String>,
+    /// Percent-encoded path and query to send upstream, after the route's rewrite.
+    pub target: PathAndQuery,
     pub headers: HeaderMap,
     /// Present only when a plugin of the pipeline asked for the request body.
     pub body: Option<Bytes>,
@@ -49,8 +51,7 @@ impl Default for PluginRequest {
     fn default() -> Self {
         Self {
             method: Method::GET,
-            path: String::new(),
-            query: None,
+            target: PathAndQuery::from_static("/"),
             headers: HeaderMap::new(),
             body: None,
             identity: None,
@@ -247,56 +248,41 @@ pub const MAX_TABLES: usize = 32;
 /// Function tables only grow for dynamic linking tricks no plugin needs.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// The longest header value a plugin may set. Edge limits cap what clients send at 64 KiB
-/// for the whole head; one value past this is a bug or an attack, not a header.
-pub const MAX_HEADER_VALUE: usize = 16 * 1024;
+/// The longest header value a plugin may set (the contract's rule).
+pub const MAX_HEADER_VALUE: usize = portcullis_contract::edit::MAX_HEADER_VALUE;
 
-/// A status a plugin may end a response with: 200–599. `StatusCode::from_u16` takes
-/// 100–999, and a 600 reached clients as `HTTP/1.1 600`; informational statuses cannot
-/// end a response.
-pub fn final_status(status: u16) -> Option<StatusCode> {
-    (200..=599)
-        .contains(&status)
-        .then(|| StatusCode::from_u16(status).ok())
-        .flatten()
+/// A status a plugin may end a response with, by the contract's rule.
+pub fn final_status(status: u16) -> Result<StatusCode, EditError> {
+    portcullis_contract::edit::final_status(status).map_err(edit_error)?;
+    StatusCode::from_u16(status).map_err(|_| EditError::InvalidValue("not a status".into()))
 }
 
 /// Headers that describe the connection or the framing, which the gateway owns.
 pub fn is_forbidden_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "host"
-            | "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "upgrade"
-    )
+    portcullis_contract::edit::is_gateway_header(name.as_str())
 }
 
 /// Parses a header name a guest gave, refusing the ones the gateway owns.
 pub fn header_name(name: &str) -> Result<HeaderName, EditError> {
-    let parsed = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| EditError::InvalidName(truncated(name)))?;
-    if is_forbidden_header(&parsed) {
-        return Err(EditError::Forbidden(parsed.as_str().to_owned()));
-    }
-    Ok(parsed)
+    let lower = portcullis_contract::edit::header_name(name).map_err(edit_error)?;
+    HeaderName::from_bytes(lower.as_bytes()).map_err(|_| EditError::InvalidName(lower.into_owned()))
 }
 
-/// Parses a header value a guest gave. Bytes above 0x7f (UTF-8 text) are allowed as
-/// obs-text; control characters are not.
+/// Parses a header value a guest gave, by the contract's rule.
 pub fn header_value(value: &str) -> Result<HeaderValue, EditError> {
-    if value.len() > MAX_HEADER_VALUE {
-        return Err(EditError::InvalidValue(format!(
-            "longer than {MAX_HEADER_VALUE} bytes"
-        )));
-    }
+    portcullis_contract::edit::header_value(value).map_err(edit_error)?;
     HeaderValue::from_bytes(value.as_bytes())
         .map_err(|_| EditError::InvalidValue("control characters are not allowed".to_owned()))
+}
+
+/// The contract's refusal as the guest's `edit-error`.
+pub fn edit_error(refusal: portcullis_contract::edit::Refusal) -> EditError {
+    use portcullis_contract::edit::Refusal;
+    match refusal {
+        Refusal::InvalidName(name) => EditError::InvalidName(name),
+        Refusal::Forbidden(name) => EditError::Forbidden(name),
+        Refusal::InvalidValue(why) => EditError::InvalidValue(why),
+    }
 }
 
 /// A header value as the guest sees it: text, with invalid UTF-8 replaced.
@@ -322,19 +308,6 @@ pub fn all_values(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers.get_all(name).iter().map(value_text).collect()
 }
 
-/// Names in error messages are cut, so a guest cannot make the host log megabytes.
-fn truncated(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.len() <= MAX {
-        return s.to_owned();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +325,29 @@ mod tests {
             header_name("bad name"),
             Err(EditError::InvalidName(_))
         ));
+    }
+
+    /// The host joins a checked path and query into one target without checking again:
+    /// every character the contract lets through must be one the `http` crate parses.
+    #[test]
+    fn every_path_and_query_the_contract_accepts_is_a_target() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            let path = format!("/a{c}b");
+            if let Ok(canonical) = portcullis_contract::edit::path(&path) {
+                assert!(
+                    http::uri::PathAndQuery::try_from(canonical.as_ref()).is_ok(),
+                    "path byte {b:#x}"
+                );
+            }
+            let query = format!("a{c}b");
+            if portcullis_contract::edit::query(&query).is_ok() {
+                assert!(
+                    http::uri::PathAndQuery::try_from(format!("/x?{query}")).is_ok(),
+                    "query byte {b:#x}"
+                );
+            }
+        }
     }
 
     #[test]

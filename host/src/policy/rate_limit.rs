@@ -12,6 +12,7 @@
 //! hash is keyed, a client cannot aim at another's slot. With `n` active keys a key
 //! shares its slot with probability about `n / max_keys`.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::error::retry_after_secs;
+use crate::error::{GatewayError, retry_after_secs};
+use crate::plugin::bindings::Identity;
+use crate::router::Route;
 
 type KeyedLimiter = RateLimiter<
     u64,
@@ -164,13 +167,82 @@ impl RateLimitPolicy {
     }
 }
 
+/// What a charge counts by: the request as the client sent it (policies keyed by the
+/// address, the route or a header), or the identity a plugin verified (policies keyed by
+/// a subject or consumer; `None` when no plugin verified anyone).
+#[derive(Debug, Clone, Copy)]
+pub enum Charge<'a> {
+    Request(&'a HeaderMap),
+    Identity(Option<&'a Identity>),
+}
+
 /// The decisions of every policy on a route, and the headers they produce.
 #[derive(Debug, Default)]
 pub struct RateLimitVerdict {
     pub decisions: Vec<(std::sync::Arc<RateLimitPolicy>, RateLimitDecision)>,
+    /// The identity-keyed policies were charged, so they are never charged twice.
+    pub identity_charged: bool,
 }
 
 impl RateLimitVerdict {
+    /// Charges the route's policies of one kind (see [`Charge`]); any refusal refuses.
+    /// A request without the attribute a policy counts by is counted by its client
+    /// address, so leaving it out never escapes the limit.
+    pub fn charge(
+        &mut self,
+        route: &Route,
+        by: Charge<'_>,
+        client_ip: IpAddr,
+    ) -> Result<(), GatewayError> {
+        let identity_keyed = matches!(by, Charge::Identity(_));
+        if identity_keyed {
+            if self.identity_charged {
+                return Ok(());
+            }
+            self.identity_charged = true;
+        }
+        let policies = route
+            .policies
+            .rate_limits
+            .iter()
+            .filter(|p| p.key.needs_identity() == identity_keyed);
+        for policy in policies {
+            let attribute = match (&policy.key, by) {
+                (RateLimitKey::Route, _) => Some(format!("r:{}", route.id)),
+                (RateLimitKey::Header(name), Charge::Request(headers)) => headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| format!("h:{v}")),
+                (RateLimitKey::Consumer, Charge::Identity(Some(id))) => {
+                    id.consumer.as_deref().map(|c| format!("c:{c}"))
+                }
+                (RateLimitKey::Subject, Charge::Identity(Some(id))) => {
+                    id.subject.as_deref().map(|s| format!("s:{s}"))
+                }
+                _ => None,
+            };
+            let key = attribute.unwrap_or_else(|| client_ip.to_string());
+            let decision = policy.check(&key);
+            self.decisions
+                .push((std::sync::Arc::clone(policy), decision));
+        }
+        match self.refused() {
+            Some(retry_after) => Err(GatewayError::RateLimited { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// What the access log says of the request's rate limits.
+    pub fn outcome(&self) -> &'static str {
+        if self.decisions.is_empty() {
+            "none"
+        } else if self.refused().is_some() {
+            "limited"
+        } else {
+            "allowed"
+        }
+    }
+
     /// The longest wait among refusing policies, if any refused.
     pub fn refused(&self) -> Option<Duration> {
         self.decisions
@@ -288,6 +360,7 @@ mod tests {
         let d = p.check("k");
         let verdict = RateLimitVerdict {
             decisions: vec![(p, d)],
+            identity_charged: false,
         };
         let mut h = HeaderMap::new();
         verdict.write_headers(&mut h);

@@ -23,6 +23,8 @@ use regex::Regex;
 
 pub use path::{PathMatcher, Rewrite, Template};
 
+use crate::error::GatewayError;
+use crate::exchange::Exchange;
 use crate::policy::RoutePolicies;
 use crate::upstream::Upstream;
 
@@ -183,7 +185,7 @@ impl RequestLimits {
 
 #[derive(Debug)]
 pub struct Route {
-    pub id: String,
+    pub id: Arc<str>,
     pub hosts: Vec<HostMatcher>,
     pub methods: Vec<Method>,
     pub path: PathMatcher,
@@ -268,6 +270,51 @@ impl Router {
 
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
+    }
+
+    /// The routing stage: chooses the exchange's route, and sets the request's target to
+    /// what the upstream gets (the route's rewrite applied, or the normalised path; the
+    /// target as received, without a copy, when neither changes it). No match is 404.
+    ///
+    /// A CORS preflight is routed as the request it announces, so that routes restricted
+    /// to e.g. PUT still answer the browser's OPTIONS for it.
+    pub fn route(&self, ex: &mut Exchange) -> Result<Arc<Route>, GatewayError> {
+        let announced = ex
+            .preflight
+            .then(|| {
+                ex.request
+                    .headers
+                    .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            })
+            .flatten()
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        let view = RequestView {
+            host: &ex.record.host,
+            method: announced.as_ref().unwrap_or(&ex.request.method),
+            path: &ex.record.path,
+            headers: &ex.request.headers,
+            query: ex.uri.query(),
+        };
+        let matched = self.find(&view).ok_or(GatewayError::NoRoute)?;
+        let route = Arc::clone(&matched.route);
+        let rewritten = match &route.action {
+            RouteAction::Proxy {
+                rewrite: Some(rw), ..
+            } => Some(rw.apply(&ex.record.path, &matched.params)),
+            _ if ex.record.path != ex.uri.path() => Some(ex.record.path.clone()),
+            _ => None,
+        };
+        if let Some(path) = rewritten {
+            let joined = match ex.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            ex.request.target = http::uri::PathAndQuery::try_from(joined)
+                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+        }
+        ex.request.route = Arc::clone(&route.id);
+        ex.route = Some(matched);
+        Ok(route)
     }
 
     pub fn find(&self, req: &RequestView<'_>) -> Option<RouteMatch> {
@@ -376,7 +423,7 @@ mod tests {
                 headers: &headers,
                 query: None,
             })
-            .map(|m| m.route.id.clone())
+            .map(|m| m.route.id.to_string())
     }
 
     #[test]

@@ -518,7 +518,7 @@ fn build_route(
         return None;
     }
     Some(Route {
-        id: r.id.get_ref().clone(),
+        id: std::sync::Arc::from(r.id.get_ref().as_str()),
         hosts,
         methods,
         path,

@@ -58,14 +58,14 @@ impl HeaderRedactor {
 #[derive(Debug)]
 pub struct AccessRecord {
     pub start: Instant,
-    pub request_id: String,
+    pub request_id: std::sync::Arc<str>,
     pub client_ip: IpAddr,
     pub method: Method,
     pub host: String,
     /// Path only, never the query.
     pub path: String,
     pub protocol: &'static str,
-    pub route: Option<String>,
+    pub route: Option<std::sync::Arc<str>>,
     pub status: u16,
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: Arc<AtomicU64>,

@@ -6,6 +6,7 @@
 //! that are known to fail.
 
 pub mod client;
+mod forward;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -139,15 +140,16 @@ impl Upstream {
     /// may already have acted on it.
     pub async fn send(
         self: &Arc<Self>,
-        parts: http::request::Parts,
-        path_and_query: http::uri::PathAndQuery,
+        method: &http::Method,
+        headers: http::HeaderMap,
+        path_and_query: &http::uri::PathAndQuery,
         body: ProxyBody,
         retryable: bool,
     ) -> Result<UpstreamResponse, GatewayError> {
         let attempts = if retryable { 1 + self.retries } else { 1 };
         let mut tried = Vec::new();
         let mut body = Some(body);
-        let mut headers = Some(parts.headers);
+        let mut headers = Some(headers);
         let mut last_error = GatewayError::NoHealthyUpstream;
         for attempt in 0..attempts {
             let Some(index) = self.pick(&tried) else {
@@ -162,7 +164,7 @@ impl Upstream {
             let uri = Uri::from_parts(uri_parts)
                 .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
             let mut request = Request::new(body.take().unwrap_or_else(empty));
-            *request.method_mut() = parts.method.clone();
+            *request.method_mut() = method.clone();
             *request.uri_mut() = uri;
             // Only a request that may be sent again needs its headers copied.
             *request.headers_mut() = if attempt + 1 < attempts {

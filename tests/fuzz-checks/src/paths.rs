@@ -51,7 +51,7 @@ fn route_of(path: &str) -> Option<String> {
         headers: &headers,
         query: None,
     };
-    runtime().router.find(&view).map(|m| m.route.id.clone())
+    runtime().router.find(&view).map(|m| m.route.id.to_string())
 }
 
 /// What a backend that decodes escapes sees, with `%2F` and `%5C` left escaped (a kept

@@ -114,7 +114,7 @@ pub fn check(data: &[u8]) {
     let before = panics::count();
     let limits = RequestLimits::default();
     let mut request = PluginRequest {
-        path: "/start".to_owned(),
+        target: http::uri::PathAndQuery::from_static("/start"),
         body: Some(Bytes::copy_from_slice(data)),
         route: Arc::from("scripted"),
         request_id: Arc::from("fuzz"),
@@ -131,13 +131,14 @@ pub fn check(data: &[u8]) {
     });
     assert_eq!(panics::count(), before, "the host panicked on {data:?}");
     assert_head_within(&request.headers, &limits, "request");
-    assert!(request.path.starts_with('/'), "path {:?}", request.path);
+    let path = request.target.path();
+    assert!(path.starts_with('/'), "path {path:?}");
     assert_eq!(
-        normalize(&request.path, PathOptions::default()).as_deref(),
-        Ok(request.path.as_str()),
+        normalize(path, PathOptions::default()).as_deref(),
+        Ok(path),
         "a plugin-set path left unnormalised"
     );
-    if let Some(query) = &request.query {
+    if let Some(query) = request.target.query() {
         assert!(
             http::uri::PathAndQuery::try_from(format!("/?{query}")).is_ok() && !query.contains('#'),
             "query {query:?}"
