@@ -7,10 +7,26 @@
 mod diagnostic;
 mod model;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diagnostic::{ConfigError, Diagnostic, Diagnostics};
 pub use model::*;
+
+// Each section's types live with the stage they configure; these names keep the schema
+// readable from one place.
+pub use crate::listener::config::{
+    CertificateConfig, HstsConfig, ListenerConfig, ListenerLimits, ListenerTlsConfig, PathsConfig,
+};
+pub use crate::plugin::config::{
+    BudgetsConfig, FailureConfig, GrantsConfig, KeySetsConfig, PipelineConfig, PluginEntryConfig,
+    PluginsConfig, ReuseConfig,
+};
+pub use crate::policy::config::{CorsConfig, IpPolicyConfig, RateLimitConfig};
+pub use crate::router::config::{
+    PathMatchConfig, RewriteConfig, RouteConfig, RouteLimits, StaticResponseConfig,
+    ValueMatchConfig,
+};
+pub use crate::upstream::config::{Balance, UpstreamConfig, UpstreamTlsConfig};
 
 /// A parsed config together with its source, kept for positioning later errors.
 #[derive(Debug)]
@@ -87,5 +103,14 @@ fn hint_for(message: &str) -> Option<&'static str> {
         Some("durations look like \"500ms\", \"10s\", \"5m\"")
     } else {
         Some("see the configuration reference in README.md")
+    }
+}
+
+/// `p` as written in the config: relative to the config file's folder.
+pub fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
     }
 }

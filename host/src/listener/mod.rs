@@ -7,6 +7,7 @@
 //! [`Handler`] (the gateway's is assembled in `server.rs`), so this module knows nothing of
 //! the stages.
 
+pub mod config;
 pub mod framing;
 pub mod io;
 pub mod tls;

@@ -14,7 +14,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 use super::bindings::portcullis::plugin::{cache, crypto, host, outbound_http, types};
 use super::bindings::{EditError, Identity};
 use super::info::{Grants, LOG_LINES_PER_SECOND};
-use super::jwks::Keys;
+use super::jws::Keys;
 use super::state::{
     PluginState, RequestHandle, ResponseHandle, all_values, edit_error, first_value, header_list,
     header_name, header_value,

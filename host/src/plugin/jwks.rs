@@ -21,28 +21,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http_body_util::{BodyExt, Limited};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::bindings::portcullis::plugin::crypto::{
-    Algorithm as WitAlgorithm, Verified, VerifyError,
-};
+use super::bindings::portcullis::plugin::crypto::Verified;
 use super::services::OutboundClient;
 use crate::body::{ProxyBody, empty};
 
-/// How key sets from URLs are cached.
-#[derive(Debug, Clone, Copy)]
+/// How key sets from URLs are cached (`[plugins.key_sets]` in the config).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KeySetSettings {
     /// A fetched set is refetched after this long.
+    #[serde(with = "humantime_serde")]
     pub ttl: Duration,
-    /// Unknown key ids trigger at most one refetch per this interval.
+    /// A token with an unknown key id refetches the set at most once per this interval.
+    #[serde(with = "humantime_serde")]
     pub min_refresh_interval: Duration,
     /// Time allowed for one fetch.
+    #[serde(with = "humantime_serde")]
     pub fetch_timeout: Duration,
-    /// Accept `http://` key-set URLs on hosts other than loopback.
+    /// Accept `http://` key-set URLs on hosts other than loopback (a key set fetched in
+    /// the clear can be swapped on the way, and then any token verifies).
     pub allow_http: bool,
 }
 
@@ -60,16 +61,16 @@ impl Default for KeySetSettings {
 /// The largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 512 * 1024;
 /// The longest token accepted; a JWT header plus claims rarely passes 4 KiB.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(super) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// One usable verification key.
-struct Key {
+pub(super) struct Key {
     kid: Option<String>,
     /// The `alg` the JWK pins, if it does.
     alg: Option<Algorithm>,
     /// Which algorithms this key can verify, from its type and curve.
     fits: fn(Algorithm) -> bool,
-    key: DecodingKey,
+    pub(super) key: DecodingKey,
 }
 
 /// A parsed key set.
@@ -126,7 +127,7 @@ impl KeySet {
     }
 
     /// Keys that may verify a token with this `alg` and `kid`.
-    fn candidates<'a>(
+    pub(super) fn candidates<'a>(
         &'a self,
         alg: Algorithm,
         kid: Option<&'a str>,
@@ -215,19 +216,19 @@ pub struct KeySets {
     settings: KeySetSettings,
     remote: Mutex<HashMap<String, Arc<RemoteSet>>>,
     inline: moka::sync::Cache<String, Arc<KeySet>>,
-    verified: moka::sync::Cache<[u8; 32], Remembered>,
-    verified_hits: AtomicU64,
+    pub(super) verified: moka::sync::Cache<[u8; 32], Remembered>,
+    pub(super) verified_hits: AtomicU64,
     /// URLs that entries' configs name, fetched when the gateway starts.
     configured: Mutex<Vec<String>>,
 }
 
 /// A verification kept for later requests with the same token.
 #[derive(Clone)]
-struct Remembered {
-    verified: Verified,
+pub(super) struct Remembered {
+    pub(super) verified: Verified,
     /// The key set that verified it (none for a secret); the memory is void once the
     /// source's current set is another one.
-    set: Option<std::sync::Weak<KeySet>>,
+    pub(super) set: Option<std::sync::Weak<KeySet>>,
 }
 
 /// How long a verification is remembered, and how many are.
@@ -523,240 +524,6 @@ fn usable(remote: &RemoteSet, kid: Option<&str>, settings: &KeySetSettings) -> O
     (fresh && knows).then(|| Arc::clone(&fetched.set))
 }
 
-/// The parts of a compact JWS, decoded.
-struct Parsed<'t> {
-    alg_name: String,
-    kid: Option<String>,
-    header: String,
-    payload: String,
-    signing_input: &'t str,
-    signature: &'t str,
-}
-
-/// Header parameters this verifier understands; any other name listed in `crit` fails
-/// the token (RFC 7515 §4.1.11).
-const UNDERSTOOD_CRIT: &[&str] = &["b64"];
-
-fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
-    let malformed = |why: &str| VerifyError::Malformed(why.to_owned());
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed("token longer than 16 KiB"));
-    }
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed("not three dot-separated parts"));
-    };
-    let decode = |seg: &str, what: &str| -> Result<String, VerifyError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(seg)
-            .map_err(|_| malformed(&format!("{what} is not base64url")))?;
-        String::from_utf8(bytes).map_err(|_| malformed(&format!("{what} is not UTF-8")))
-    };
-    let header = decode(h, "header")?;
-    let payload = decode(p, "payload")?;
-    let head: serde_json::Value =
-        serde_json::from_str(&header).map_err(|_| malformed("header is not JSON"))?;
-    let head = head
-        .as_object()
-        .ok_or_else(|| malformed("header is not a JSON object"))?;
-    if !serde_json::from_str::<serde_json::Value>(&payload).is_ok_and(|v| v.is_object()) {
-        return Err(malformed("payload is not a JSON object"));
-    }
-    let alg_name = head
-        .get("alg")
-        .and_then(|a| a.as_str())
-        .ok_or_else(|| malformed("header has no `alg`"))?
-        .to_owned();
-    if let Some(crit) = head.get("crit") {
-        let names = crit
-            .as_array()
-            .ok_or_else(|| malformed("`crit` is not an array"))?;
-        for name in names {
-            let name = name.as_str().unwrap_or("?");
-            if !UNDERSTOOD_CRIT.contains(&name) {
-                return Err(VerifyError::UnsupportedCritical(name.to_owned()));
-            }
-        }
-        if head
-            .get("b64")
-            .is_some_and(|b| b != &serde_json::Value::Bool(true))
-        {
-            return Err(VerifyError::UnsupportedCritical("b64".to_owned()));
-        }
-    }
-    let kid = head.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
-    let signing_input = &token[..h.len() + 1 + p.len()];
-    Ok(Parsed {
-        alg_name,
-        kid,
-        header,
-        payload,
-        signing_input,
-        signature: s,
-    })
-}
-
-fn to_jwt_alg(a: WitAlgorithm) -> Algorithm {
-    match a {
-        WitAlgorithm::Hs256 => Algorithm::HS256,
-        WitAlgorithm::Hs384 => Algorithm::HS384,
-        WitAlgorithm::Hs512 => Algorithm::HS512,
-        WitAlgorithm::Rs256 => Algorithm::RS256,
-        WitAlgorithm::Rs384 => Algorithm::RS384,
-        WitAlgorithm::Rs512 => Algorithm::RS512,
-        WitAlgorithm::Ps256 => Algorithm::PS256,
-        WitAlgorithm::Ps384 => Algorithm::PS384,
-        WitAlgorithm::Ps512 => Algorithm::PS512,
-        WitAlgorithm::Es256 => Algorithm::ES256,
-        WitAlgorithm::Es384 => Algorithm::ES384,
-        WitAlgorithm::Eddsa => Algorithm::EdDSA,
-    }
-}
-
-fn is_hmac(a: Algorithm) -> bool {
-    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// Where the keys of one verification come from.
-#[derive(Debug)]
-pub enum Keys<'a> {
-    Url(&'a str),
-    Inline(&'a str),
-    Secret(&'a [u8]),
-}
-
-impl KeySets {
-    /// Verifies `token`'s signature with one of `allowed` and a key from `keys`.
-    pub async fn verify(
-        &self,
-        token: &str,
-        keys: Keys<'_>,
-        allowed: &[WitAlgorithm],
-    ) -> Result<Verified, VerifyError> {
-        let parsed = parse(token)?;
-        // The algorithm comes from the allowlist, never from the token alone: `none` and
-        // anything the plugin did not allow stop here.
-        let named = parsed.alg_name.parse::<Algorithm>().ok();
-        let algorithm = allowed
-            .iter()
-            .copied()
-            .find(|a| Some(to_jwt_alg(*a)) == named)
-            .ok_or_else(|| VerifyError::AlgorithmNotAllowed(parsed.alg_name.clone()))?;
-        let alg = to_jwt_alg(algorithm);
-        let kid = parsed.kid.as_deref();
-        if matches!(keys, Keys::Secret(_)) && !is_hmac(alg) {
-            return Err(VerifyError::InvalidKeys(
-                "a shared secret verifies HS256/384/512 tokens only".to_owned(),
-            ));
-        }
-        let set = match keys {
-            Keys::Secret(_) => None,
-            Keys::Inline(text) => Some(self.inline(text).map_err(VerifyError::InvalidKeys)?),
-            Keys::Url(url) => Some(
-                self.by_url(url, kid)
-                    .await
-                    .map_err(VerifyError::KeysUnavailable)?,
-            ),
-        };
-        let memory_key = remembered_key(token, &keys, algorithm);
-        if let Some(hit) = self.verified.get(&memory_key) {
-            let same_set = match (&hit.set, &set) {
-                (None, None) => true,
-                (Some(weak), Some(set)) => std::ptr::eq(weak.as_ptr(), Arc::as_ptr(set)),
-                _ => false,
-            };
-            if same_set {
-                self.verified_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(hit.verified);
-            }
-        }
-
-        let verifies = |key: &DecodingKey| {
-            jsonwebtoken::crypto::verify(
-                parsed.signature,
-                parsed.signing_input.as_bytes(),
-                key,
-                alg,
-            )
-            .unwrap_or(false)
-        };
-        let matched = match (&keys, &set) {
-            (Keys::Secret(secret), _) => verifies(&DecodingKey::from_secret(secret)),
-            (_, Some(set)) => check_with(set, alg, kid, &verifies)?,
-            (_, None) => false,
-        };
-        if !matched {
-            return Err(VerifyError::InvalidSignature);
-        }
-        let verified = Verified {
-            algorithm,
-            key_id: parsed.kid,
-            header: parsed.header,
-            claims: parsed.payload,
-        };
-        self.verified.insert(
-            memory_key,
-            Remembered {
-                verified: verified.clone(),
-                set: set.as_ref().map(Arc::downgrade),
-            },
-        );
-        Ok(verified)
-    }
-
-    /// Verifications answered from memory (for tests and metrics).
-    pub fn remembered_hits(&self) -> u64 {
-        self.verified_hits.load(Ordering::Relaxed)
-    }
-}
-
-/// What a remembered verification is filed under: the token, where its keys come from,
-/// and the algorithm, hashed together.
-fn remembered_key(token: &str, keys: &Keys<'_>, algorithm: WitAlgorithm) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(token.as_bytes());
-    match keys {
-        Keys::Url(url) => {
-            h.update(b"\0url\0");
-            h.update(url.as_bytes());
-        }
-        Keys::Inline(text) => {
-            h.update(b"\0jwks\0");
-            h.update(text.as_bytes());
-        }
-        Keys::Secret(secret) => {
-            h.update(b"\0secret\0");
-            h.update(secret);
-        }
-    }
-    h.update([algorithm as u8]);
-    h.finalize().into()
-}
-
-/// Tries the candidate keys; `Err(UnknownKey)` when none fits the token at all.
-fn check_with(
-    set: &KeySet,
-    alg: Algorithm,
-    kid: Option<&str>,
-    verifies: &dyn Fn(&DecodingKey) -> bool,
-) -> Result<bool, VerifyError> {
-    let mut any = false;
-    for key in set.candidates(alg, kid) {
-        any = true;
-        if verifies(&key.key) {
-            return Ok(true);
-        }
-    }
-    if any {
-        Ok(false)
-    } else {
-        Err(VerifyError::UnknownKey(kid.map(str::to_owned)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,56 +538,5 @@ mod tests {
         assert!(refused.contains("allow_http"), "{refused}");
         assert!(check_url("http://idp.example.com/jwks", true).is_ok());
         assert!(check_url("ftp://idp.example.com/jwks", true).is_err());
-    }
-
-    fn hs256(secret: &[u8], sub: &str) -> String {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(Algorithm::HS256),
-            &serde_json::json!({ "sub": sub }),
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .expect("token")
-    }
-
-    #[tokio::test]
-    async fn a_verified_token_is_remembered_for_its_exact_key_source_only() {
-        crate::install_crypto_provider();
-        let sets = KeySets::new(
-            super::super::services::outbound_client(),
-            KeySetSettings::default(),
-        );
-        let secret = b"0123456789abcdef0123456789abcdef";
-        let other = b"fedcba9876543210fedcba9876543210";
-        let token = hs256(secret, "ann");
-        let allowed = [WitAlgorithm::Hs256];
-        for _ in 0..3 {
-            let v = sets
-                .verify(&token, Keys::Secret(secret), &allowed)
-                .await
-                .expect("verifies");
-            assert!(v.claims.contains("ann"));
-        }
-        assert_eq!(sets.remembered_hits(), 2);
-        // Another secret is another key source: verified afresh, and refused.
-        assert!(matches!(
-            sets.verify(&token, Keys::Secret(other), &allowed).await,
-            Err(VerifyError::InvalidSignature)
-        ));
-        // A refused token is never remembered.
-        let forged = hs256(other, "ann");
-        for _ in 0..2 {
-            assert!(
-                sets.verify(&forged, Keys::Secret(secret), &allowed)
-                    .await
-                    .is_err()
-            );
-        }
-        assert_eq!(sets.remembered_hits(), 2);
-        // The algorithm allowlist holds for remembered tokens too.
-        assert!(matches!(
-            sets.verify(&token, Keys::Secret(secret), &[WitAlgorithm::Hs384])
-                .await,
-            Err(VerifyError::AlgorithmNotAllowed(_))
-        ));
     }
 }

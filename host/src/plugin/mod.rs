@@ -7,7 +7,9 @@
 //! - [`pipeline`]: a route's entries, run in order for requests and in reverse for
 //!   responses;
 //! - [`imports`] and [`services`]: what plugins may call, and the shared services behind it;
-//! - [`jwks`]: native signature verification and cached key sets;
+//! - [`jwks`] and [`jws`]: cached key sets, and native signature verification with them;
+//! - [`failure`]: how a call fails, and the entry's failure policy;
+//! - [`config`]: the `[plugins]` table and each route's `[[routes.plugins]]` entries;
 //! - [`state`]: what one store holds;
 //! - [`stage`]: the pipeline's two stages of the request path.
 //!
@@ -16,12 +18,15 @@
 //! entry's grants, pre-links it, and calls its `check-config`.
 
 pub mod bindings;
+pub mod config;
 pub mod cpu;
 pub mod engine;
 pub mod entry;
+pub mod failure;
 pub mod imports;
 pub mod info;
 pub mod jwks;
+pub mod jws;
 pub mod pipeline;
 pub mod services;
 pub mod stage;

@@ -1,6 +1,7 @@
 //! Host policies of a route, checked after routing and before the upstream: who may call
 //! (IP), from which browser origins (CORS), and how often (rate limits).
 
+pub mod config;
 mod cors;
 mod ip;
 mod rate_limit;
@@ -13,6 +14,7 @@ use crate::body::{ProxyBody, empty};
 use crate::error::GatewayError;
 use crate::exchange::Exchange;
 
+pub use config::cidrs;
 pub use cors::{Cors, header_names as cors_header_names};
 pub use ip::{IpPolicy, parse_cidr};
 pub use rate_limit::{

@@ -13,6 +13,7 @@
 //!
 //! Deny by default: no candidate means 404.
 
+pub mod config;
 mod path;
 
 use std::borrow::Cow;

@@ -11,7 +11,6 @@ use toml::Spanned;
 
 use crate::config::{self, Diagnostics, FailureConfig, PluginEntryConfig};
 use crate::plugin::engine::{self, EngineSettings, MAX_MEMORY_BYTES, RouteShare};
-use crate::plugin::jwks::KeySetSettings;
 use crate::plugin::{
     Budgets, EntryInfo, EntrySpec, FailurePolicy, Grants, HostGrant, HostServices, InstanceMode,
     Loader, Pipeline, PipelineSettings, PluginEngine, PluginSource,
@@ -84,7 +83,7 @@ impl<'c> PluginBuilder<'c> {
         let cache_dir = if p.compile_cache {
             p.cache_dir
                 .as_ref()
-                .map(|dir| super::resolve(base, dir.get_ref()))
+                .map(|dir| crate::config::resolve(base, dir.get_ref()))
                 .or_else(engine::default_cache_dir)
         } else {
             None
@@ -104,15 +103,7 @@ impl<'c> PluginBuilder<'c> {
                 return builder;
             }
         }
-        let services = HostServices::new(
-            Arc::clone(metrics),
-            KeySetSettings {
-                ttl: p.key_sets.ttl,
-                min_refresh_interval: p.key_sets.min_refresh_interval,
-                fetch_timeout: p.key_sets.fetch_timeout,
-                allow_http: p.key_sets.allow_http,
-            },
-        );
+        let services = HostServices::new(Arc::clone(metrics), p.key_sets);
         builder.services = Some(Arc::new(services));
         builder
     }
@@ -231,7 +222,7 @@ fn entry_spec(
     let source = if let Some(builtin) = portcullis_builtins::find(name) {
         PluginSource::Builtin(builtin)
     } else if name.ends_with(".wasm") || name.contains('/') {
-        let path = super::resolve(base, Path::new(name));
+        let path = crate::config::resolve(base, Path::new(name));
         if !path.is_file() {
             d.error(
                 e.plugin.span(),
@@ -447,7 +438,7 @@ fn plugin_config(
             );
             continue;
         }
-        let path = super::resolve(base, Path::new(file.get_ref()));
+        let path = crate::config::resolve(base, Path::new(file.get_ref()));
         match read_config_file(&path) {
             Ok(value) => {
                 config.insert(key.clone(), value);

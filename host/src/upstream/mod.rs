@@ -6,6 +6,7 @@
 //! that are known to fail.
 
 pub mod client;
+pub mod config;
 mod forward;
 
 use std::sync::Arc;
