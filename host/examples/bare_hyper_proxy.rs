@@ -24,8 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: bare_hyper_proxy LISTEN_ADDR UPSTREAM_ADDR";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let upstream: SocketAddr = args.next().ok_or(usage)?.parse()?;
+    // One runtime thread unless `WORKERS` says otherwise (bench/proxy.sh's scaling run).
+    let workers = std::env::var("WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(workers)
         .enable_all()
         .build()?
         .block_on(serve(listen, upstream))

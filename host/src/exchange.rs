@@ -52,8 +52,6 @@ pub struct Exchange {
     /// The client's side of a protocol switch it asked for.
     pub client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     pub rate_limits: RateLimitVerdict,
-    /// The identity-keyed rate limits were charged (by an identity, or by address).
-    pub identity_charged: bool,
     /// Set by the request phase: the plugins that will see the response.
     pub response_phase: Option<ResponsePhase>,
     /// Held with the response body: counts toward least-request until it is done.
@@ -146,7 +144,6 @@ impl Exchange {
             bodiless: true,
             client_upgrade,
             rate_limits: RateLimitVerdict::default(),
-            identity_charged: false,
             response_phase: None,
             in_flight: None,
             record,

@@ -292,3 +292,55 @@ async fn connect_gw(
         .await
         .expect("TLS handshake")
 }
+
+/// hyper picks HTTP/1 or HTTP/2 from a connection's first bytes, not from ALPN: a client
+/// that negotiates h2 and then speaks HTTP/1 reaches a connection without the framing
+/// guard, and must be refused (fail closed), not served unguarded.
+#[tokio::test]
+async fn http1_bytes_after_alpn_h2_are_refused_not_served_unguarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("CA");
+    ca.leaf(dir.path(), "gw", &["gw.example.test"], false);
+    let config = r#"version = 1
+[[listeners]]
+address = "127.0.0.1:0"
+[listeners.tls]
+certificates = [{ cert = "gw.crt", key = "gw.key" }]
+[[routes]]
+id = "hello"
+respond = { body = "secure" }
+"#;
+    let gw = TestGateway::start_in(dir, config).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).expect("ca");
+    let mut client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("gw.example.test").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls.write_all(
+        b"POST / HTTP/1.1\r\nHost: gw.example.test\r\nContent-Length: 4\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tls.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(!answer.contains("secure"), "{answer}");
+}

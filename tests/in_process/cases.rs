@@ -86,6 +86,20 @@ async fn connect_and_authority_form_targets_are_not_served() {
         )
         .await;
     assert_eq!(connect.status, 501);
+    // The authority form is CONNECT's alone.
+    let authority_form = gw
+        .send(
+            request("GET", "h:80")
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(authority_form.status, 400, "{}", authority_form.text());
+    assert!(
+        authority_form.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("authority-form"))
+    );
 }
 
 #[tokio::test]
@@ -136,9 +150,17 @@ async fn rate_limits_answer_429_with_retry_after_and_the_ietf_fields() {
     );
     assert_eq!(refused.header("retry-after"), Some("30"));
 
-    // Another client address has a quota of its own.
-    let other = InProcess::from(&routes(""), "198.51.100.7:1");
-    assert_eq!(other.get("/hello").await.status, 200);
+    // Another client address has a quota of its own, in the same policy.
+    let other = gw
+        .send_as(
+            "198.51.100.7:1",
+            request("GET", "/hello")
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.header("ratelimit"), Some("\"per-ip\";r=1;t=30"));
 }
 
 #[tokio::test]
@@ -154,8 +176,16 @@ async fn an_ip_policy_refuses_before_a_rate_limit_is_spent() {
         assert_eq!(answer.json()["type"], "urn:portcullis:problem:ip-denied");
         assert!(answer.header("ratelimit").is_none(), "quota was charged");
     }
-    let allowed = InProcess::from(&config, "198.51.100.7:1");
-    assert_eq!(allowed.get("/hello").await.status, 200);
+    let allowed = gw
+        .send_as(
+            "198.51.100.7:1",
+            request("GET", "/hello")
+                .body(Full::default())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("ratelimit"), Some("\"per-ip\";r=0;t=60"));
 }
 
 #[tokio::test]

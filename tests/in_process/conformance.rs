@@ -153,6 +153,69 @@ async fn the_harness_and_the_gateway_accept_and_refuse_the_same_edits() {
             );
         }
     }
+    // Both sides agreeing is not enough: a few rules are pinned to what the gateway did
+    // before the rules were shared (a6fee73), so that a change of a rule is a decision.
+    let pinned = [
+        (
+            "request",
+            json!({ "op": "set_method", "value": "M-SEARCH" }),
+            "ok",
+            json!("M-SEARCH"),
+        ),
+        (
+            "request",
+            json!({ "op": "set_path", "value": "/a/../b" }),
+            "ok",
+            json!("/b"),
+        ),
+        (
+            "request",
+            json!({ "op": "set_path", "value": "/\u{e9}" }),
+            "ok",
+            json!("/\u{e9}"),
+        ),
+        (
+            "request",
+            json!({ "op": "set_path", "value": "/a%2Fb" }),
+            "invalid-value",
+            Value::Null,
+        ),
+        (
+            "request",
+            json!({ "op": "set_query", "value": "x=\u{e9}" }),
+            "ok",
+            json!("x=\u{e9}"),
+        ),
+        (
+            "request",
+            json!({ "op": "set_header", "name": "Host", "value": "v" }),
+            "forbidden",
+            Value::Null,
+        ),
+        (
+            "response",
+            json!({ "op": "set_status", "value": 600 }),
+            "invalid-value",
+            Value::Null,
+        ),
+    ];
+    for (phase, edit, kind, after) in pinned {
+        let seen = harness[phase]
+            .as_array()
+            .and_then(|list| list.iter().find(|r| r["edit"] == edit))
+            .unwrap_or_else(|| panic!("no case {edit}"));
+        let result = &seen["result"];
+        let matches = if kind == "ok" {
+            result == "ok"
+        } else {
+            result.get(kind).is_some()
+        };
+        assert!(matches, "{edit}: expected {kind}, got {result}");
+        if !after.is_null() {
+            assert_eq!(seen["after"], after, "{edit}");
+        }
+    }
+
     // And the cases did test something: both sides refused, and accepted, some edits.
     let results: Vec<&Value> = harness["request"]
         .as_array()

@@ -54,10 +54,7 @@ impl Answer {
 impl InProcess {
     /// The gateway for `toml`, its client at 192.0.2.10 (`{dir}` is a temporary folder).
     pub fn new(toml: &str) -> Self {
-        Self::from(toml, "192.0.2.10:40000")
-    }
-
-    pub fn from(toml: &str, peer: &str) -> Self {
+        let peer = "192.0.2.10:40000";
         portcullis::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let text = toml.replace("{dir}", &dir.path().display().to_string());
@@ -75,7 +72,17 @@ impl InProcess {
 
     /// Serves `req` through the whole request path and reads the answer whole.
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Answer {
-        let response = portcullis::gateway::handle(&self.runtime, &self.conn, req).await;
+        Self::answer(portcullis::gateway::handle(&self.runtime, &self.conn, req).await).await
+    }
+
+    /// Serves `req` as from another client address, on the same runtime (same buckets).
+    pub async fn send_as(&self, peer: &str, req: Request<Full<Bytes>>) -> Answer {
+        let peer: SocketAddr = peer.parse().expect("peer address");
+        let conn = Connection::in_process(&self.runtime.listeners[0], peer);
+        Self::answer(portcullis::gateway::handle(&self.runtime, &conn, req).await).await
+    }
+
+    async fn answer(response: http::Response<portcullis::body::ProxyBody>) -> Answer {
         let (head, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
         Answer {

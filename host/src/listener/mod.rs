@@ -52,8 +52,11 @@ pub struct Connection {
     pub tls: bool,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub limits: Arc<ListenerLimits>,
-    /// The framing guard's verdicts for HTTP/1 heads read from bytes; `None` where no
-    /// bytes are parsed by us (HTTP/2 by ALPN, requests handed over in process).
+    /// The framing guard's verdicts for HTTP/1 heads read from this connection's bytes.
+    /// On a connection that negotiated h2 by ALPN no guard runs and the queue stays
+    /// empty, so an HTTP/1 request there (hyper picks the protocol from the first bytes,
+    /// not from ALPN) fails closed. `None` only for requests handed over already parsed,
+    /// in process, which have no bytes to guard.
     pub framing: Option<Arc<FramingVerdicts>>,
     pub activity: Arc<Activity>,
     pub paths: crate::canonical::PathOptions,
@@ -235,12 +238,12 @@ impl ListenerSettings {
         );
         let limits = &self.limits;
         let activity = Arc::new(Activity::new());
-        let verdicts = (!h2_by_alpn).then(|| Arc::new(FramingVerdicts::default()));
-        let guard = verdicts.as_ref().map(|verdicts| {
+        let verdicts = Arc::new(FramingVerdicts::default());
+        let guard = (!h2_by_alpn).then(|| {
             FramingGuard::new(
                 hard_header_cap(limits),
                 limits.max_headers * 2,
-                Arc::clone(verdicts),
+                Arc::clone(&verdicts),
             )
         });
         let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity), guard));
@@ -249,7 +252,7 @@ impl ListenerSettings {
             tls,
             trusted_proxies: Arc::clone(&self.trusted_proxies),
             limits: Arc::clone(&self.limits),
-            framing: verdicts,
+            framing: Some(verdicts),
             activity: Arc::clone(&activity),
             paths: self.paths,
             tunnels,

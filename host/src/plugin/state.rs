@@ -331,6 +331,9 @@ mod tests {
     /// every character the contract lets through must be one the `http` crate parses.
     #[test]
     fn every_path_and_query_the_contract_accepts_is_a_target() {
+        for text in ["/caf\u{e9}", "/x?q=caf\u{e9}"] {
+            assert!(http::uri::PathAndQuery::try_from(text).is_ok(), "{text}");
+        }
         for b in 0u8..0x80 {
             let c = char::from(b);
             let path = format!("/a{c}b");

@@ -136,16 +136,17 @@ pub fn query(query: &str) -> Result<(), Refusal> {
 
 /// Bytes a request target's path may carry as the gateway reads clients' targets: RFC
 /// 3986's `pchar`, `/` and `%`, and the few that clients send unescaped in practice
-/// (`[`, `]`, `^`, `|`, `"`, `{`, `}`). Never `?`, `#`, spaces, controls or non-ASCII.
+/// (`[`, `]`, `^`, `|`, `"`, `{`, `}`), and UTF-8 text, which hyper reads in clients'
+/// targets too. Never `?`, `#`, spaces or controls.
 fn is_path_byte(b: u8) -> bool {
-    matches!(b, b'!' | b'$'..=b';' | b'=' | b'@'..=b'_' | b'a'..=b'z' | b'|' | b'~' | b'"' | b'{' | b'}')
+    matches!(b, b'!' | b'$'..=b';' | b'=' | b'@'..=b'_' | b'a'..=b'z' | b'|' | b'~' | b'"' | b'{' | b'}' | 0x80..=0xff)
 }
 
 /// Bytes a request target's query may carry as the gateway reads clients' targets: RFC
 /// 3986's query characters and `%`, and `[`, `]`, `\`, `^`, `` ` ``, `{`, `|`, `}`. Never
-/// `#`, `"`, `<`, `>`, spaces, controls or non-ASCII.
+/// `#`, `"`, `<`, `>`, spaces or controls. UTF-8 text is kept, as hyper reads it.
 fn is_query_byte(b: u8) -> bool {
-    matches!(b, b'!' | b'$'..=b';' | b'=' | b'?'..=b'~')
+    matches!(b, b'!' | b'$'..=b';' | b'=' | b'?'..=b'~' | 0x80..=0xff)
 }
 
 /// Names in refusals are cut, so a plugin cannot make the gateway log megabytes.
@@ -227,8 +228,10 @@ mod tests {
         assert_eq!(path("/a/./b/../c").as_deref(), Ok("/a/c"));
         assert_eq!(path("//evil.example/x").as_deref(), Ok("/evil.example/x"));
         assert_eq!(path("/%61dmin").as_deref(), Ok("/admin"));
+        // Plugins hand over UTF-8 text, as clients may send it.
+        assert_eq!(path("/café").as_deref(), Ok("/café"));
         for bad in [
-            "relative", "/a?b", "/a#b", "/a b", "/a%2Fb", "/a%00", "/a\\b", "/é",
+            "relative", "/a?b", "/a#b", "/a b", "/a%2Fb", "/a%00", "/a\\b", "/a\u{7f}",
         ] {
             assert!(path(bad).is_err(), "{bad:?}");
         }
@@ -238,7 +241,8 @@ mod tests {
     fn queries_hold_no_fragment_or_spaces() {
         assert!(query("a=1&b=%20&c[]=x|y").is_ok());
         assert!(query("").is_ok());
-        for bad in ["a=1#frag", "a b", "a=\n", "é"] {
+        assert!(query("q=café").is_ok());
+        for bad in ["a=1#frag", "a b", "a=\n", "a=\u{7f}"] {
             assert!(query(bad).is_err(), "{bad:?}");
         }
     }
