@@ -1,11 +1,15 @@
 # Helpers shared by the bench scripts (sourced, not run): tools, ports, nginx configs,
 # wrk output. Expects $WORK (a scratch folder) to be set by the caller.
 
-# Installs nginx and wrk from Debian packages when missing; sets $NGINX.
-need_tools() {
+# Installs nginx and wrk (and any other Debian packages named) when missing; sets $NGINX.
+need_tools() { # [extra package ...]
     local missing=()
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v wrk >/dev/null || missing+=(wrk)
+    local extra
+    for extra in "$@"; do
+        command -v "$extra" >/dev/null || [ -x "/usr/sbin/$extra" ] || missing+=("$extra")
+    done
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]} from Debian packages" >&2
         apt-get update -qq >&2
@@ -28,13 +32,13 @@ wait_port() {
     return 1
 }
 
-# Writes $WORK/$1/nginx.conf: one worker, temp paths inside $WORK, the given http block body.
+# Writes $WORK/$1/nginx.conf: $NGINX_WORKERS workers (default one), temp paths inside $WORK, the given http block body.
 nginx_conf() { # name, http block body
     mkdir -p "$WORK/$1"
     cat > "$WORK/$1/nginx.conf" <<CONF
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
 user root;
 pid $WORK/$1/nginx.pid;
 error_log $WORK/$1/error.log warn;

@@ -6,6 +6,7 @@
 #   bash bench/pipeline.sh                       # 5 rounds of 5 s per route, 50 connections
 #   ROUNDS=3 DURATION=10s CONNECTIONS=100 bash bench/pipeline.sh
 #   KEEP_WORK=1 bash bench/pipeline.sh           # keep the configs and logs afterwards
+#   PORTCULLIS_BIN=/tmp/portcullis-old bash bench/pipeline.sh   # another build's gateway
 #
 # Routes (all proxy to one nginx upstream returning 1 KiB):
 #   /plain      no plugins
@@ -101,7 +102,7 @@ CONF
 
 taskset -c 1 "$NGINX" -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" &
 PIDS+=($!)
-PORTCULLIS_WORKERS=1 taskset -c 0 "$ROOT/target/release/portcullis" run -c "$WORK/portcullis.toml" \
+PORTCULLIS_WORKERS=1 taskset -c 0 "${PORTCULLIS_BIN:-$ROOT/target/release/portcullis}" run -c "$WORK/portcullis.toml" \
     > "$WORK/portcullis-access.log" 2> "$WORK/portcullis.log" &
 PIDS+=($!)
 wait_port "$UPSTREAM_PORT"; wait_port "$PORTCULLIS_PORT"
