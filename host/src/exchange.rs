@@ -130,7 +130,8 @@ impl Exchange {
                 body: None,
                 identity: None,
                 client_ip,
-                route: Arc::from(""),
+                // Set by routing; no stage reads it before.
+                route: crate::plugin::state::no_text(),
                 request_id,
                 limits: RequestLimits::of_listener(&conn.limits),
             },

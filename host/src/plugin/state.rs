@@ -45,6 +45,13 @@ pub struct PluginRequest {
     pub limits: RequestLimits,
 }
 
+/// The empty text of a request not routed yet, or of the placeholder below: one shared
+/// allocation, since both are made on every request (and the placeholder on every call).
+pub fn no_text() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    Arc::clone(&EMPTY)
+}
+
 /// An empty request: what the pipeline leaves in place while the real one is inside a
 /// plugin's store.
 impl Default for PluginRequest {
@@ -56,8 +63,8 @@ impl Default for PluginRequest {
             body: None,
             identity: None,
             client_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            route: Arc::from(""),
-            request_id: Arc::from(""),
+            route: no_text(),
+            request_id: no_text(),
             limits: RequestLimits::default(),
         }
     }
