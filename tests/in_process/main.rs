@@ -93,13 +93,20 @@ impl InProcess {
     }
 
     pub async fn get(&self, target: &str) -> Answer {
-        self.send(
-            request("GET", target)
-                .body(Full::default())
-                .expect("request"),
-        )
-        .await
+        self.send(get(target)).await
     }
+
+    /// A GET from another client address, on the same runtime.
+    pub async fn get_as(&self, peer: &str, target: &str) -> Answer {
+        self.send_as(peer, get(target)).await
+    }
+}
+
+/// A GET of `target` on host `h`, without a body.
+pub fn get(target: &str) -> Request<Full<Bytes>> {
+    request("GET", target)
+        .body(Full::default())
+        .expect("request")
 }
 
 /// A request builder for `target` on host `h`.
