@@ -1,5 +1,10 @@
 //! What [`export_plugin!`](crate::export_plugin) expands to call: config parsing (cached for
-//! the life of the instance, which matters in the gateway's reuse mode) and the phases.
+//! the life of the instance) and the phases.
+//!
+//! The config `check-config` parsed is kept: the gateway snapshots the instance of an
+//! entry with `preinitialise` right after its config check, so every fresh instance made from that snapshot
+//! starts with the parsed config in its memory instead of parsing it per request. In reuse
+//! mode it saves the parse on each new warm instance's first request.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -30,7 +35,10 @@ fn config<P: Plugin>() -> Result<Rc<P::Config>, String> {
 }
 
 pub fn check_config<P: Plugin>(text: &str) -> Result<Phases, String> {
-    P::check(&parse::<P>(text)?)
+    let config = Rc::new(parse::<P>(text)?);
+    let phases = P::check(&config)?;
+    CONFIG.with(|c| *c.borrow_mut() = Some(config as Rc<dyn Any>));
+    Ok(phases)
 }
 
 pub fn on_request<P: Plugin>(request: &types::Request) -> Result<Action, String> {

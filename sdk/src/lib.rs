@@ -173,6 +173,13 @@ pub trait Plugin {
     /// Checks the config beyond its shape, and says which phases to run. Called when the
     /// gateway loads or validates its config; an error stops the load with this message.
     /// The default runs the request phase only.
+    ///
+    /// This is also where set-up belongs: for an entry with `preinitialise = true` the
+    /// gateway snapshots the instance right after this call, and every fresh instance
+    /// starts from that snapshot, with the config parsed and whatever `check` built from it (compiled
+    /// schemas, lookup tables) already in memory. Anything drawn at random here is the
+    /// same in every such instance (hash-map seeds included, as for all requests of one
+    /// warm instance): draw per request what must differ between requests.
     fn check(config: &Self::Config) -> std::result::Result<Phases, String> {
         let _ = config;
         Ok(Phases::ON_REQUEST)

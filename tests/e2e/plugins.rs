@@ -465,6 +465,28 @@ config = {{ url = "http://127.0.0.1:9/" }}
 }
 
 #[test]
+fn preinitialise_with_warm_instances_is_refused_at_load() {
+    let error = build_error(&format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}
+[[routes]]
+id = "both"
+respond = {{ body = "ok" }}
+[[routes.plugins]]
+plugin = "{counter}"
+reuse = {{ max_instances = 2 }}
+preinitialise = true
+"#,
+        counter = plugins::COUNTER
+    ))
+    .expect("must be refused");
+    assert!(error.contains("route `both`"), "{error}");
+    assert!(error.contains("`preinitialise`"), "{error}");
+    assert!(error.contains("remove `reuse`"), "{error}");
+    assert!(error.contains("gateway.toml:"), "{error}");
+}
+
+#[test]
 fn a_plugin_config_check_failure_names_route_plugin_and_message() {
     let error = build_error(&format!(
         r#"version = 1

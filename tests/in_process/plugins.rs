@@ -1,5 +1,6 @@
-//! Pipelines in process: the order of both phases, bodies read whole, short-circuits, and
-//! rate limits keyed by the identity an auth plugin verified.
+//! Pipelines in process: the order of both phases, bodies read whole, short-circuits, rate
+//! limits keyed by the identity an auth plugin verified, and fresh instances made from the
+//! snapshot taken after the config check.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -36,6 +37,38 @@ async fn response_phases_run_in_reverse_order_on_the_routes_answer() {
         .filter_map(|v| v.to_str().ok())
         .collect();
     assert_eq!(trace, ["second", "first"]);
+}
+
+#[tokio::test]
+async fn fresh_instances_start_from_the_snapshot_taken_after_the_config_check() {
+    let plugin = portcullis_test_plugins::PREINITIALISED;
+    let route = |id: &str, extra: &str| {
+        format!(
+            "[[routes]]\nid = \"{id}\"\npath = {{ prefix = \"/{id}\" }}\n\
+             respond = {{ status = 204 }}\n{}{extra}",
+            entry(plugin, "{ any = \"config\" }")
+        )
+    };
+    let gw = InProcess::new(&format!(
+        "version = 1\n{LISTENER}{PLUGINS}{}{}{}",
+        route("fresh", "preinitialise = true\n"),
+        route("plain", ""),
+        route("warm", "reuse = { max_instances = 1 }\n")
+    ));
+    let mut drawn = Vec::new();
+    for _ in 0..3 {
+        let answer = gw.get("/fresh").await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.header("x-checked"), Some("yes"));
+        drawn.push(answer.header("x-random").expect("x-random").to_owned());
+    }
+    // The snapshot fixes memory, not the host: each instance draws its own bytes.
+    drawn.sort();
+    drawn.dedup();
+    assert_eq!(drawn.len(), 3, "{drawn:?}");
+    // Without `preinitialise`, fresh and warm instances start from the component itself.
+    assert_eq!(gw.get("/plain").await.header("x-checked"), Some("no"));
+    assert_eq!(gw.get("/warm").await.header("x-checked"), Some("no"));
 }
 
 #[tokio::test]

@@ -71,6 +71,10 @@ pub struct PluginEntryConfig {
     /// a fresh instance per request, except for built-ins that start slowly (`validate`),
     /// which get a default pool.
     pub reuse: Option<Spanned<ReuseConfig>>,
+    /// `true`: fresh instances start from a snapshot taken at load right after
+    /// `check-config` (the config parsed, whatever the plugin built from it), at the price
+    /// of one more compiled copy of the component per distinct config. Fresh mode only.
+    pub preinitialise: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -39,6 +39,8 @@ pub struct PluginEngine {
     slots: Arc<Semaphore>,
     /// Reuse-mode pools, whose idle warm instances hold slots they are not using.
     pools: Arc<Mutex<Vec<Weak<dyn IdleInstances>>>>,
+    /// Key of the random bytes a plugin draws while it is being snapshotted (`snapshot.rs`).
+    snapshot_key: Arc<[u8; 32]>,
 }
 
 /// Something that keeps idle instances (a reuse-mode pool) and can give one up.
@@ -130,7 +132,13 @@ impl PluginEngine {
             engine,
             slots: Arc::new(Semaphore::new(slots as usize)),
             pools: Arc::default(),
+            snapshot_key: Arc::new(snapshot_key(settings.cache_dir.as_deref())?),
         })
+    }
+
+    /// The key that makes a snapshot's random bytes (`snapshot.rs`).
+    pub(super) fn snapshot_key(&self) -> &[u8; 32] {
+        &self.snapshot_key
     }
 
     /// Lets the engine take idle instances back from `pool` when it runs out of slots.
@@ -181,6 +189,49 @@ impl PluginEngine {
             chain.join(": ")
         })
     }
+}
+
+/// The key of the random bytes plugins draw while being snapshotted. A snapshot holds what
+/// its `check-config` drew (hash-map seeds, most often), and the compile cache finds a
+/// snapshot only if its bytes are the same as at the last start: so those bytes are drawn
+/// from a keyed stream, the same for the same component and config, and the key is a
+/// secret kept beside the compiled code (`snapshot.key`, made on first use, readable by the
+/// gateway's user only). Without a cache nothing is reused, and the key is new each start.
+fn snapshot_key(cache_dir: Option<&Path>) -> Result<[u8; 32], String> {
+    let random = || {
+        let mut key = [0; 32];
+        aws_lc_rs::rand::fill(&mut key)
+            .map(|()| key)
+            .map_err(|_| "the system random generator failed".to_owned())
+    };
+    let Some(dir) = cache_dir else {
+        return random();
+    };
+    let path = dir.join("snapshot.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let key = random()?;
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let temporary = dir.join(format!("snapshot.key.{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&key)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    });
+    if let Err(e) = written {
+        // Snapshots still work; they are compiled again at each start.
+        tracing::warn!("cannot keep the snapshot key in {}: {e}", dir.display());
+    }
+    Ok(key)
 }
 
 /// The instances one route's requests may hold at once, shared by the entries of its

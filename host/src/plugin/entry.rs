@@ -496,6 +496,43 @@ impl Entry {
             Ok(Ok(result)) => result,
         }
     }
+
+    /// Runs `check-config` again in an instrumented instance of `bytes` and compiles the
+    /// component snapshotted after it (`snapshot.rs`), within the config check's budget.
+    pub(super) async fn snapshot(
+        engine: &PluginEngine,
+        linker: &wasmtime::component::Linker<PluginState>,
+        bytes: &[u8],
+        info: &Arc<EntryInfo>,
+    ) -> Result<wasmtime::component::Component, String> {
+        // Compiled before the deadline is armed and a slot taken: compiling is not the
+        // plugin's time.
+        let instrumented = super::snapshot::instrument(engine.engine(), bytes)?;
+        let mut state = PluginState::new(Arc::clone(info));
+        state.outbound_left = 0;
+        state.seeded = Some(super::snapshot::Seeded::new(
+            engine.snapshot_key(),
+            bytes,
+            &info.config,
+        ));
+        let budget = info.budgets.deadline.max(CHECK_CONFIG_DEADLINE);
+        let _slot = engine
+            .slot(budget)
+            .await
+            .ok_or_else(|| "no plugin instance slot became free".to_owned())?;
+        let mut store = new_store(engine, state);
+        store.data_mut().deadline = Instant::now() + budget;
+        let made = tokio::time::timeout(
+            budget,
+            super::snapshot::preinitialise(&mut store, linker, instrumented, &info.config),
+        )
+        .await;
+        info.demotion.clear();
+        let bytes = made.map_err(|_| "its snapshot ran past the config check's deadline")??;
+        engine
+            .compile(&bytes)
+            .map_err(|e| format!("its snapshot did not compile: {e}"))
+    }
 }
 
 /// Time a config check may take at least, whatever the request deadline.

@@ -11,11 +11,14 @@
 //! - [`failure`]: how a call fails, and the entry's failure policy;
 //! - [`config`]: the `[plugins]` table and each route's `[[routes.plugins]]` entries;
 //! - [`state`]: what one store holds;
-//! - [`stage`]: the pipeline's two stages of the request path.
+//! - [`stage`]: the pipeline's two stages of the request path;
+//! - `snapshot`: entries with `preinitialise`, snapshotted at load after their config check.
 //!
 //! [`Loader`] turns the config's `[[routes.plugins]]` into pipelines: it compiles each
 //! component once (or loads it from the on-disk cache), checks its imports against the
-//! entry's grants, pre-links it, and calls its `check-config`.
+//! entry's grants, pre-links it, and calls its `check-config`; an entry with
+//! `preinitialise` is then snapshotted after its config check, so its fresh instances start
+//! with the config parsed.
 
 pub mod bindings;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod jwks;
 pub mod jws;
 pub mod pipeline;
 pub mod services;
+mod snapshot;
 pub mod stage;
 pub mod state;
 
@@ -65,14 +69,17 @@ pub struct EntrySpec {
     pub info: EntryInfo,
     pub failure: FailurePolicy,
     pub mode: InstanceMode,
+    /// Fresh instances start from a snapshot taken after `check-config` (`snapshot.rs`).
+    pub preinitialise: bool,
 }
 
-/// Loads plugins for one config: each distinct component is compiled once.
+/// Loads plugins for one config: each distinct component is compiled once, and each
+/// distinct (component, config) of a `preinitialise` entry snapshotted once.
 #[derive(Debug)]
 pub struct Loader {
     engine: PluginEngine,
-    /// Compiled components by file path or built-in name.
-    compiled: HashMap<String, Component>,
+    /// Compiled components and their bytes, by file path or built-in name.
+    compiled: HashMap<String, (Component, Arc<[u8]>)>,
 }
 
 /// An entry that linked, waiting for its config check.
@@ -81,6 +88,11 @@ struct Linked {
     pre: PluginFullPre<PluginState>,
     failure: FailurePolicy,
     mode: InstanceMode,
+    preinitialise: bool,
+    /// What a snapshot is made from and linked with.
+    source: String,
+    bytes: Arc<[u8]>,
+    linker: wasmtime::component::Linker<PluginState>,
 }
 
 /// A loaded entry, or why it could not be loaded; the error text names the problem and
@@ -126,12 +138,33 @@ impl Loader {
                                 let phases = Entry::check_config(&l.pre, &engine, &l.info)
                                     .await
                                     .map_err(|e| format!("plugin `{}`: {e}", l.info.plugin))?;
-                                Ok(Arc::new(Entry::new(
-                                    l.info, phases, l.failure, l.mode, l.pre, engine,
-                                )))
+                                Ok((l, phases))
                             }
                         });
-                        futures_util::future::join_all(checks).await
+                        let checked = futures_util::future::join_all(checks).await;
+                        // One at a time: each snapshot compiles its component twice, and
+                        // in parallel those compilations would only contend for the cores.
+                        let mut snapshots = HashMap::new();
+                        let mut loaded = Vec::with_capacity(checked.len());
+                        for entry in checked {
+                            loaded.push(match entry {
+                                Ok((mut l, phases)) => {
+                                    if l.preinitialise && l.mode == InstanceMode::Fresh {
+                                        l.pre = snapshot_of(&engine, &l, &mut snapshots).await;
+                                    }
+                                    Ok(Arc::new(Entry::new(
+                                        l.info,
+                                        phases,
+                                        l.failure,
+                                        l.mode,
+                                        l.pre,
+                                        engine.clone(),
+                                    )))
+                                }
+                                Err(e) => Err(e),
+                            });
+                        }
+                        loaded
                     })
                 })
                 .join()
@@ -140,34 +173,42 @@ impl Loader {
         })
     }
 
-    fn component(&mut self, source: &PluginSource) -> Result<Component, String> {
+    fn component(
+        &mut self,
+        source: &PluginSource,
+    ) -> Result<(String, Component, Arc<[u8]>), String> {
         let key = match source {
             PluginSource::File(path) => path.display().to_string(),
             PluginSource::Builtin(b) => format!("built-in {}", b.name),
         };
-        if let Some(c) = self.compiled.get(&key) {
-            return Ok(c.clone());
+        if let Some((c, bytes)) = self.compiled.get(&key) {
+            return Ok((key, c.clone(), Arc::clone(bytes)));
         }
-        let component = match source {
-            PluginSource::File(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-                self.engine
-                    .compile(&bytes)
-                    .map_err(|e| format!("`{}` is not a valid component: {e}", path.display()))?
-            }
-            PluginSource::Builtin(b) => self
-                .engine
-                .compile(b.component)
-                .map_err(|e| format!("built-in plugin `{}` did not compile: {e}", b.name))?,
-        };
-        self.compiled.insert(key, component.clone());
-        Ok(component)
+        let (component, bytes) =
+            match source {
+                PluginSource::File(path) => {
+                    let bytes = std::fs::read(path)
+                        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                    let component = self.engine.compile(&bytes).map_err(|e| {
+                        format!("`{}` is not a valid component: {e}", path.display())
+                    })?;
+                    (component, Arc::from(bytes))
+                }
+                PluginSource::Builtin(b) => {
+                    let component = self.engine.compile(b.component).map_err(|e| {
+                        format!("built-in plugin `{}` did not compile: {e}", b.name)
+                    })?;
+                    (component, Arc::from(b.component))
+                }
+            };
+        self.compiled
+            .insert(key.clone(), (component.clone(), Arc::clone(&bytes)));
+        Ok((key, component, bytes))
     }
 
     fn link(&mut self, spec: EntrySpec) -> Result<Linked, String> {
         let plugin = spec.info.plugin.clone();
-        let component = self.component(&spec.source)?;
+        let (source, component, bytes) = self.component(&spec.source)?;
         check_imports(self.engine.engine(), &component, &spec.info.grants)
             .map_err(|e| format!("plugin `{plugin}` {e}"))?;
         let linker = imports::linker(self.engine.engine(), &spec.info.grants)
@@ -189,7 +230,58 @@ impl Loader {
             pre,
             failure: spec.failure,
             mode: spec.mode,
+            preinitialise: spec.preinitialise,
+            source,
+            bytes,
+            linker,
         })
+    }
+}
+
+/// The entry's pre-linked snapshot, made once per (component, config); the entry's own
+/// pre-linked component when no snapshot can be made, saying why once per load.
+async fn snapshot_of(
+    engine: &PluginEngine,
+    l: &Linked,
+    snapshots: &mut HashMap<(String, String), Option<Component>>,
+) -> PluginFullPre<PluginState> {
+    let key = (l.source.clone(), l.info.config.clone());
+    let component = match snapshots.get(&key) {
+        Some(made) => made.clone(),
+        None => {
+            let made = match Entry::snapshot(engine, &l.linker, &l.bytes, &l.info).await {
+                Ok(component) => Some(component),
+                Err(e) => {
+                    tracing::info!(
+                        route = %l.info.route,
+                        plugin = %l.info.plugin,
+                        "fresh instances are not pre-initialised: {e}; each starts from the \
+                         component itself (set `reuse` on the entry to keep warm instances)"
+                    );
+                    None
+                }
+            };
+            snapshots.insert(key, made.clone());
+            made
+        }
+    };
+    let Some(component) = component else {
+        return l.pre.clone();
+    };
+    match l
+        .linker
+        .instantiate_pre(&component)
+        .and_then(PluginFullPre::new)
+    {
+        Ok(pre) => pre,
+        Err(e) => {
+            tracing::info!(
+                route = %l.info.route,
+                plugin = %l.info.plugin,
+                "fresh instances are not pre-initialised: its snapshot did not link: {e}"
+            );
+            l.pre.clone()
+        }
     }
 }
 

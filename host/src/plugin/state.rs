@@ -116,6 +116,9 @@ pub struct PluginState {
     /// An import awaited since the last tick: the next tick measures that wait.
     pub(super) awaited: bool,
     pub(super) fault: Option<Fault>,
+    /// While the instance is being snapshotted: the keyed stream its random bytes come
+    /// from, so that the same component and config give the same snapshot (`snapshot.rs`).
+    pub(super) seeded: Option<super::snapshot::Seeded>,
 }
 
 impl PluginState {
@@ -134,6 +137,7 @@ impl PluginState {
             response: None,
             request_id: None,
             fault: None,
+            seeded: None,
         }
     }
 

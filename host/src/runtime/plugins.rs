@@ -299,7 +299,22 @@ fn entry_spec(
             None
         }
     });
+    let preinitialise = e.preinitialise.as_ref().is_some_and(|p| *p.get_ref());
+    if let (Some(p), Some(_)) = (&e.preinitialise, &e.reuse)
+        && *p.get_ref()
+    {
+        d.error(
+            p.span(),
+            format!(
+                "route `{route_id}`: `preinitialise` makes fresh instances start from a \
+                 snapshot, and this entry keeps warm instances (`reuse`)"
+            ),
+            Some("remove `reuse` for fresh instances, or `preinitialise`"),
+        );
+    }
     let mode = match &e.reuse {
+        // A snapshot is what makes a slow-starting built-in cheap to start fresh.
+        None if preinitialise => InstanceMode::Fresh,
         None => match &source {
             PluginSource::Builtin(b) if b.reuse_by_default => {
                 let pool = config::ReuseConfig::default();
@@ -374,6 +389,7 @@ fn entry_spec(
             FailureConfig::Skip => FailurePolicy::Skip,
         },
         mode,
+        preinitialise,
     })
 }
 
