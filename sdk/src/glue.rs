@@ -3,8 +3,7 @@
 //!
 //! The config `check-config` parsed is kept: the gateway snapshots the instance of an
 //! entry with `preinitialise` right after its config check, so every fresh instance made from that snapshot
-//! starts with the parsed config in its memory instead of parsing it per request. In reuse
-//! mode it saves the parse on each new warm instance's first request.
+//! starts with the parsed config in its memory instead of parsing it per request.
 
 use std::any::Any;
 use std::cell::RefCell;

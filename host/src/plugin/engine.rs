@@ -39,8 +39,11 @@ pub struct PluginEngine {
     slots: Arc<Semaphore>,
     /// Reuse-mode pools, whose idle warm instances hold slots they are not using.
     pools: Arc<Mutex<Vec<Weak<dyn IdleInstances>>>>,
-    /// Key of the random bytes a plugin draws while it is being snapshotted (`snapshot.rs`).
-    snapshot_key: Arc<[u8; 32]>,
+    /// Where compiled components are cached (`None`: not cached).
+    cache_dir: Option<PathBuf>,
+    /// Key of the random bytes a plugin draws while it is being snapshotted (`snapshot.rs`),
+    /// made when the first snapshot needs it.
+    snapshot_key: Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 /// Something that keeps idle instances (a reuse-mode pool) and can give one up.
@@ -109,8 +112,10 @@ impl PluginEngine {
             .memory_reservation(MAX_MEMORY_BYTES as u64)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         if let Some(dir) = &settings.cache_dir {
+            // wasmtime's cache owns its directory (its cleanup removes any file it did not
+            // write there), so it gets a folder of ours: the snapshot key sits beside it.
             let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
+            cache.with_directory(dir.join("compiled"));
             let cache =
                 Cache::new(cache).map_err(|e| format!("plugin cache at {}: {e}", dir.display()))?;
             config.cache(Some(cache));
@@ -132,13 +137,18 @@ impl PluginEngine {
             engine,
             slots: Arc::new(Semaphore::new(slots as usize)),
             pools: Arc::default(),
-            snapshot_key: Arc::new(snapshot_key(settings.cache_dir.as_deref())?),
+            cache_dir: settings.cache_dir.clone(),
+            snapshot_key: Arc::default(),
         })
     }
 
     /// The key that makes a snapshot's random bytes (`snapshot.rs`).
-    pub(super) fn snapshot_key(&self) -> &[u8; 32] {
-        &self.snapshot_key
+    pub(super) fn snapshot_key(&self) -> Result<&[u8; 32], String> {
+        if let Some(key) = self.snapshot_key.get() {
+            return Ok(key);
+        }
+        let key = snapshot_key(self.cache_dir.as_deref())?;
+        Ok(self.snapshot_key.get_or_init(|| key))
     }
 
     /// Lets the engine take idle instances back from `pool` when it runs out of slots.
@@ -195,8 +205,10 @@ impl PluginEngine {
 /// its `check-config` drew (hash-map seeds, most often), and the compile cache finds a
 /// snapshot only if its bytes are the same as at the last start: so those bytes are drawn
 /// from a keyed stream, the same for the same component and config, and the key is a
-/// secret kept beside the compiled code (`snapshot.key`, made on first use, readable by the
-/// gateway's user only). Without a cache nothing is reused, and the key is new each start.
+/// secret kept beside the compiled code (`<cache_dir>/snapshot.key`, made on first use,
+/// readable by the gateway's user only; the cache directory is made 0700, since snapshots
+/// in it hold what plugins kept of their config). Without a cache nothing is reused, and
+/// the key is new each start.
 fn snapshot_key(cache_dir: Option<&Path>) -> Result<[u8; 32], String> {
     let random = || {
         let mut key = [0; 32];
@@ -216,11 +228,13 @@ fn snapshot_key(cache_dir: Option<&Path>) -> Result<[u8; 32], String> {
     let key = random()?;
     let written = std::fs::create_dir_all(dir).and_then(|()| {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let temporary = dir.join(format!("snapshot.key.{}", std::process::id()));
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .mode(0o600)
             .open(&temporary)?;
         file.write_all(&key)?;

@@ -511,12 +511,12 @@ impl Entry {
         let mut state = PluginState::new(Arc::clone(info));
         state.outbound_left = 0;
         state.seeded = Some(super::snapshot::Seeded::new(
-            engine.snapshot_key(),
+            engine.snapshot_key()?,
             bytes,
             &info.config,
         ));
         let budget = info.budgets.deadline.max(CHECK_CONFIG_DEADLINE);
-        let _slot = engine
+        let slot = engine
             .slot(budget)
             .await
             .ok_or_else(|| "no plugin instance slot became free".to_owned())?;
@@ -527,6 +527,8 @@ impl Entry {
             super::snapshot::preinitialise(&mut store, linker, instrumented, &info.config),
         )
         .await;
+        // The instance and its slot are not needed to compile what it left.
+        drop((store, slot));
         info.demotion.clear();
         let bytes = made.map_err(|_| "its snapshot ran past the config check's deadline")??;
         engine

@@ -74,7 +74,7 @@ pub struct EntrySpec {
 }
 
 /// Loads plugins for one config: each distinct component is compiled once, and each
-/// distinct (component, config) of a `preinitialise` entry snapshotted once.
+/// `preinitialise` entry snapshotted after its config check.
 #[derive(Debug)]
 pub struct Loader {
     engine: PluginEngine,
@@ -90,7 +90,6 @@ struct Linked {
     mode: InstanceMode,
     preinitialise: bool,
     /// What a snapshot is made from and linked with.
-    source: String,
     bytes: Arc<[u8]>,
     linker: wasmtime::component::Linker<PluginState>,
 }
@@ -144,13 +143,12 @@ impl Loader {
                         let checked = futures_util::future::join_all(checks).await;
                         // One at a time: each snapshot compiles its component twice, and
                         // in parallel those compilations would only contend for the cores.
-                        let mut snapshots = HashMap::new();
                         let mut loaded = Vec::with_capacity(checked.len());
                         for entry in checked {
                             loaded.push(match entry {
                                 Ok((mut l, phases)) => {
                                     if l.preinitialise && l.mode == InstanceMode::Fresh {
-                                        l.pre = snapshot_of(&engine, &l, &mut snapshots).await;
+                                        l.pre = snapshot_of(&engine, &l).await;
                                     }
                                     Ok(Arc::new(Entry::new(
                                         l.info,
@@ -173,16 +171,13 @@ impl Loader {
         })
     }
 
-    fn component(
-        &mut self,
-        source: &PluginSource,
-    ) -> Result<(String, Component, Arc<[u8]>), String> {
+    fn component(&mut self, source: &PluginSource) -> Result<(Component, Arc<[u8]>), String> {
         let key = match source {
             PluginSource::File(path) => path.display().to_string(),
             PluginSource::Builtin(b) => format!("built-in {}", b.name),
         };
         if let Some((c, bytes)) = self.compiled.get(&key) {
-            return Ok((key, c.clone(), Arc::clone(bytes)));
+            return Ok((c.clone(), Arc::clone(bytes)));
         }
         let (component, bytes) =
             match source {
@@ -202,13 +197,13 @@ impl Loader {
                 }
             };
         self.compiled
-            .insert(key.clone(), (component.clone(), Arc::clone(&bytes)));
-        Ok((key, component, bytes))
+            .insert(key, (component.clone(), Arc::clone(&bytes)));
+        Ok((component, bytes))
     }
 
     fn link(&mut self, spec: EntrySpec) -> Result<Linked, String> {
         let plugin = spec.info.plugin.clone();
-        let (source, component, bytes) = self.component(&spec.source)?;
+        let (component, bytes) = self.component(&spec.source)?;
         check_imports(self.engine.engine(), &component, &spec.info.grants)
             .map_err(|e| format!("plugin `{plugin}` {e}"))?;
         let linker = imports::linker(self.engine.engine(), &spec.info.grants)
@@ -231,38 +226,26 @@ impl Loader {
             failure: spec.failure,
             mode: spec.mode,
             preinitialise: spec.preinitialise,
-            source,
             bytes,
             linker,
         })
     }
 }
 
-/// The entry's pre-linked snapshot, made once per (component, config); the entry's own
-/// pre-linked component when no snapshot can be made, saying why once per load.
-async fn snapshot_of(
-    engine: &PluginEngine,
-    l: &Linked,
-    snapshots: &mut HashMap<(String, String), Option<Component>>,
-) -> PluginFullPre<PluginState> {
-    let key = (l.source.clone(), l.info.config.clone());
-    let component = match snapshots.get(&key) {
-        Some(made) => made.clone(),
-        None => {
-            let made = match Entry::snapshot(engine, &l.linker, &l.bytes, &l.info).await {
-                Ok(component) => Some(component),
-                Err(e) => {
-                    tracing::info!(
-                        route = %l.info.route,
-                        plugin = %l.info.plugin,
-                        "fresh instances are not pre-initialised: {e}; each starts from the \
-                         component itself (set `reuse` on the entry to keep warm instances)"
-                    );
-                    None
-                }
-            };
-            snapshots.insert(key, made.clone());
-            made
+/// The entry's pre-linked snapshot; the entry's own pre-linked component when no snapshot
+/// can be made, saying why. One per entry, never shared: what `check-config` read is in the
+/// snapshot, and another entry with the same config may hold other grants and budgets.
+async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginState> {
+    let component = match Entry::snapshot(engine, &l.linker, &l.bytes, &l.info).await {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::info!(
+                route = %l.info.route,
+                plugin = %l.info.plugin,
+                "fresh instances are not pre-initialised: {e}; each starts from the \
+                 component itself (set `reuse` on the entry to keep warm instances)"
+            );
+            None
         }
     };
     let Some(component) = component else {

@@ -3,7 +3,8 @@
 //! new component (`wasmtime-wizer`). Fresh instances of that component start with the
 //! config already parsed, so a request pays for instantiation and its own work, not for
 //! the set-up a plugin does with its config; the pooling allocator maps the snapshot's
-//! memory copy-on-write, so a larger initial heap costs pages touched, not bytes copied.
+//! memory copy-on-write when its data is dense enough (wasmtime copies a sparse image in
+//! at each instance instead), so a larger initial heap mostly costs pages touched.
 //!
 //! It is opt-in because a snapshot is a component of its own: compiled once more (twice
 //! with the instrumented copy, on an empty compile cache), and resident as one more copy
@@ -18,9 +19,13 @@
 //!
 //! What a snapshot cannot carry is refused here rather than served wrong: components that
 //! wizer cannot instrument (nested components, a module instantiated twice, mutable
-//! globals of reference types); the entry then runs as before, and the reason is logged once at load. No handle
-//! can outlive `check-config` (it is given none, and may not call out), so the state that
-//! wizer snapshots, memories and globals, is all the instance has.
+//! globals of reference types); the entry then starts from the component itself, and the
+//! reason is logged once at load. No handle can outlive `check-config` (it is given none),
+//! so the state that wizer snapshots, memories and globals, is all the instance has. What
+//! `check-config` read from the host (a cache entry, a key set it verified against) is
+//! frozen into the snapshot: outbound HTTP is refused in the snapshot run, and each entry
+//! gets a snapshot of its own, made under its own grants and budgets, so nothing one entry
+//! may read reaches another.
 //!
 //! Whatever a guest draws at random in `check-config` is the same in every instance made
 //! from its snapshot: the SDK's guide says to draw per request instead. Those bytes come
@@ -90,9 +95,12 @@ pub(super) fn instrument<'a>(
     engine: &wasmtime::Engine,
     bytes: &'a [u8],
 ) -> Result<Instrumented<'a>, String> {
-    let (cx, instrumented) = Wizer::new()
-        .instrument_component(bytes)
-        .map_err(|e| format!("it cannot be snapshotted: {}", chain(&e)))?;
+    // As for the snapshot below: wizer asserts on shapes it does not expect.
+    let (cx, instrumented) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        Wizer::new().instrument_component(bytes)
+    }))
+    .map_err(|_| "it cannot be snapshotted (wizer failed on it)".to_owned())?
+    .map_err(|e| format!("it cannot be snapshotted: {}", chain(&e)))?;
     let component = Component::new(engine, &instrumented)
         .map_err(|e| format!("its instrumented copy did not compile: {}", chain(&e)))?;
     Ok(Instrumented { cx, component })
