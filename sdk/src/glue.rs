@@ -2,8 +2,9 @@
 //! the life of the instance) and the phases.
 //!
 //! The config `check-config` parsed is kept: the gateway snapshots the instance of an
-//! entry with `preinitialise` right after its config check, so every fresh instance made from that snapshot
-//! starts with the parsed config in its memory instead of parsing it per request.
+//! entry with `preinitialise` right after its config check, so every fresh instance made
+//! from that snapshot starts with the parsed config in its memory instead of parsing it
+//! per request.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -28,15 +29,20 @@ fn config<P: Plugin>() -> Result<Rc<P::Config>, String> {
     {
         return Ok(config);
     }
-    let config = Rc::new(parse::<P>(&crate::host::config())?);
+    Ok(keep::<P>(parse::<P>(&crate::host::config())?))
+}
+
+/// Makes `config` this instance's config for the rest of its life.
+fn keep<P: Plugin>(config: P::Config) -> Rc<P::Config> {
+    let config = Rc::new(config);
     CONFIG.with(|c| *c.borrow_mut() = Some(Rc::clone(&config) as Rc<dyn Any>));
-    Ok(config)
+    config
 }
 
 pub fn check_config<P: Plugin>(text: &str) -> Result<Phases, String> {
-    let config = Rc::new(parse::<P>(text)?);
+    let config = parse::<P>(text)?;
     let phases = P::check(&config)?;
-    CONFIG.with(|c| *c.borrow_mut() = Some(config as Rc<dyn Any>));
+    keep::<P>(config);
     Ok(phases)
 }
 

@@ -176,8 +176,8 @@ pub trait Plugin {
     ///
     /// This is also where set-up belongs: for an entry with `preinitialise = true` the
     /// gateway snapshots the instance right after this call, and every fresh instance
-    /// starts from that snapshot, with the config parsed and whatever `check` built from it (compiled
-    /// schemas, lookup tables) already in memory. Anything drawn at random here is the
+    /// starts from that snapshot, with the config parsed and whatever `check` built from
+    /// it (compiled schemas, lookup tables) already in memory. Anything drawn at random here is the
     /// same in every such instance (hash-map seeds included, as for all requests of one
     /// warm instance): draw per request what must differ between requests.
     fn check(config: &Self::Config) -> std::result::Result<Phases, String> {

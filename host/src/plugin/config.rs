@@ -73,7 +73,7 @@ pub struct PluginEntryConfig {
     pub reuse: Option<Spanned<ReuseConfig>>,
     /// `true`: fresh instances start from a snapshot taken at load right after
     /// `check-config` (the config parsed, whatever the plugin built from it), at the price
-    /// of one more compiled copy of the component per distinct config. Fresh mode only.
+    /// of one more compiled copy of the component for the entry. Fresh mode only.
     pub preinitialise: Option<Spanned<bool>>,
 }
 

@@ -194,10 +194,7 @@ impl PluginEngine {
     /// Compiles a component, or loads it from the cache when these exact bytes were
     /// compiled before by an engine configured the same way.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
-        Component::new(&self.engine, bytes).map_err(|e| {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            chain.join(": ")
-        })
+        Component::new(&self.engine, bytes).map_err(|e| super::failure::error_text(&e))
     }
 }
 

@@ -367,12 +367,7 @@ impl host::Host for PluginState {
     fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
         const MAX: u32 = 256;
         let mut bytes = vec![0; len.min(MAX) as usize];
-        if let Some(seeded) = &mut self.seeded {
-            seeded.fill(&mut bytes);
-            return Ok(bytes);
-        }
-        aws_lc_rs::rand::fill(&mut bytes)
-            .map_err(|_| wasmtime::Error::msg("the system random generator failed"))?;
+        self.fill_random(&mut bytes)?;
         Ok(bytes)
     }
 

@@ -214,10 +214,7 @@ impl Loader {
             .map_err(|e| {
                 format!(
                     "plugin `{plugin}` does not fit the portcullis:plugin@0.1.0 contract: {}",
-                    e.chain()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(": ")
+                    failure::error_text(&e)
                 )
             })?;
         Ok(Linked {
@@ -261,7 +258,8 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
             tracing::info!(
                 route = %l.info.route,
                 plugin = %l.info.plugin,
-                "fresh instances are not pre-initialised: its snapshot did not link: {e}"
+                "fresh instances are not pre-initialised: its snapshot did not link: {}",
+                failure::error_text(&e)
             );
             l.pre.clone()
         }

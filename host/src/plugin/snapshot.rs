@@ -8,7 +8,7 @@
 //!
 //! It is opt-in because a snapshot is a component of its own: compiled once more (twice
 //! with the instrumented copy, on an empty compile cache), and resident as one more copy
-//! of the plugin's machine code per distinct config. Measured (BENCHMARKS.md): 20 routes
+//! of the plugin's machine code per entry. Measured (BENCHMARKS.md): 20 routes
 //! with distinct `transform` configs took 105 MiB instead of 52, for 4 µs less per fresh
 //! `transform`; the built-ins' fresh cost is mostly not their config.
 //!
@@ -40,6 +40,7 @@ use wasmtime::component::{Component, Instance, Lift, Linker, WasmList};
 use wasmtime_wizer::{ComponentContext, ComponentInstanceState, Wizer};
 
 use super::bindings::PluginFull;
+use super::failure::error_text;
 use super::state::PluginState;
 
 /// The random bytes of a snapshot's `check-config`: HMAC-SHA256 blocks under a key derived
@@ -100,9 +101,9 @@ pub(super) fn instrument<'a>(
         Wizer::new().instrument_component(bytes)
     }))
     .map_err(|_| "it cannot be snapshotted (wizer failed on it)".to_owned())?
-    .map_err(|e| format!("it cannot be snapshotted: {}", chain(&e)))?;
+    .map_err(|e| format!("it cannot be snapshotted: {}", error_text(&e)))?;
     let component = Component::new(engine, &instrumented)
-        .map_err(|e| format!("its instrumented copy did not compile: {}", chain(&e)))?;
+        .map_err(|e| format!("its instrumented copy did not compile: {}", error_text(&e)))?;
     Ok(Instrumented { cx, component })
 }
 
@@ -118,14 +119,14 @@ pub(super) async fn preinitialise(
     let instance = linker
         .instantiate_async(&mut *store, &component)
         .await
-        .map_err(|e| format!("its instrumented copy did not start: {}", chain(&e)))?;
+        .map_err(|e| format!("its instrumented copy did not start: {}", error_text(&e)))?;
     let bindings = PluginFull::new(&mut *store, &instance)
-        .map_err(|e| format!("its instrumented copy lost its exports: {}", chain(&e)))?;
+        .map_err(|e| format!("its instrumented copy lost its exports: {}", error_text(&e)))?;
     bindings
         .portcullis_plugin_handler()
         .call_check_config(&mut *store, config)
         .await
-        .map_err(|e| format!("its config check trapped: {}", chain(&e)))?
+        .map_err(|e| format!("its config check trapped: {}", error_text(&e)))?
         .map_err(|e| format!("its config check failed: {e}"))?;
     // The accessors hand whole memories to the host: more than a request's hostcall fuel.
     store.set_hostcall_fuel(usize::MAX);
@@ -142,16 +143,9 @@ pub(super) async fn preinitialise(
     match (snapshot, state.failed) {
         (_, Some(e)) => Err(format!("its state could not be read: {e}")),
         (Err(_), None) => Err("its snapshot failed".into()),
-        (Ok(Err(e)), None) => Err(format!("its snapshot failed: {}", chain(&e))),
+        (Ok(Err(e)), None) => Err(format!("its snapshot failed: {}", error_text(&e))),
         (Ok(Ok(snapshot)), None) => Ok(snapshot),
     }
-}
-
-fn chain(e: &wasmtime::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// Reads an instrumented instance's memories and globals through the accessor functions
@@ -184,12 +178,12 @@ impl Access<'_> {
             let typed = self
                 .instance
                 .get_typed_func::<(), (R,)>(&mut *self.store, index)
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| error_text(&e))?;
             typed
                 .call_async(&mut *self.store, ())
                 .await
                 .map(|(r,)| r)
-                .map_err(|e| chain(&e))
+                .map_err(|e| error_text(&e))
         }
         .await;
         result.map_err(|e| self.failed = Some(e)).ok()

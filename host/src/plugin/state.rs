@@ -141,6 +141,19 @@ impl PluginState {
         }
     }
 
+    /// Random bytes for the guest: the system generator's, or the snapshot's keyed stream
+    /// while this instance is being snapshotted.
+    pub(super) fn fill_random(&mut self, out: &mut [u8]) -> wasmtime::Result<()> {
+        match &mut self.seeded {
+            Some(seeded) => {
+                seeded.fill(out);
+                Ok(())
+            }
+            None => aws_lc_rs::rand::fill(out)
+                .map_err(|_| wasmtime::Error::msg("the system random generator failed")),
+        }
+    }
+
     /// The most a guest may hand the host in one call or return (wasmtime's hostcall
     /// fuel): a body within `body_bytes` or a cache value, with a head within the limits,
     /// and room for the smaller strings of any call.

@@ -299,9 +299,9 @@ fn entry_spec(
             None
         }
     });
-    let preinitialise = e.preinitialise.as_ref().is_some_and(|p| *p.get_ref());
-    if let (Some(p), Some(_)) = (&e.preinitialise, &e.reuse)
-        && *p.get_ref()
+    let preinitialise = e.preinitialise.as_ref().filter(|p| *p.get_ref());
+    if let Some(p) = preinitialise
+        && e.reuse.is_some()
     {
         d.error(
             p.span(),
@@ -314,7 +314,7 @@ fn entry_spec(
     }
     let mode = match &e.reuse {
         // A snapshot is what makes a slow-starting built-in cheap to start fresh.
-        None if preinitialise => InstanceMode::Fresh,
+        None if preinitialise.is_some() => InstanceMode::Fresh,
         None => match &source {
             PluginSource::Builtin(b) if b.reuse_by_default => {
                 let pool = config::ReuseConfig::default();
@@ -389,7 +389,7 @@ fn entry_spec(
             FailureConfig::Skip => FailurePolicy::Skip,
         },
         mode,
-        preinitialise,
+        preinitialise: preinitialise.is_some(),
     })
 }
 
