@@ -111,6 +111,12 @@ impl PluginEngine {
             .memory_guard_size(0)
             .memory_reservation(MAX_MEMORY_BYTES as u64)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // A diagnostic for profiling under load: with `PORTCULLIS_WASM_PERFMAP=1`, wasmtime
+        // writes /tmp/perf-PID.map, so `perf report` names guest functions instead of bare
+        // addresses. Off by default: the map grows with every module loaded.
+        if std::env::var_os("PORTCULLIS_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = &settings.cache_dir {
             // wasmtime's cache owns its directory (its cleanup removes any file it did not
             // write there), so it gets a folder of ours: the snapshot key sits beside it.

@@ -309,13 +309,17 @@ impl Entry {
                 slot: None,
             });
         };
-        let permit = tokio::time::timeout(
-            self.info.budgets.deadline,
-            Arc::clone(&pool.slots).acquire_owned(),
-        )
-        .await
-        .map_err(|_| PluginFailure::Unavailable("every warm instance is busy".into()))?
-        .map_err(|_| PluginFailure::Unavailable("pool closed".into()))?;
+        // A free warm instance is taken without arming the wait's timer.
+        let permit = match Arc::clone(&pool.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(
+                self.info.budgets.deadline,
+                Arc::clone(&pool.slots).acquire_owned(),
+            )
+            .await
+            .map_err(|_| PluginFailure::Unavailable("every warm instance is busy".into()))?
+            .map_err(|_| PluginFailure::Unavailable("pool closed".into()))?,
+        };
         let warm = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
         let warm = match warm {
             Some(w) => w,

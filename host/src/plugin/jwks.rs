@@ -7,12 +7,12 @@
 //! refresh runs (Envoy's `async_fetch`): no request waits on the identity provider for keys
 //! it already has. While a refresh fails, the last good set keeps serving. Key-set URLs
 //! must be `https`, except on loopback or with `[plugins.key_sets] allow_http = true`.
-//! Inline key sets are parsed once and cached by their text.
+//! Inline key sets are parsed once and cached by the SHA-256 of their text.
 //!
 //! Verified tokens are remembered for a few minutes: a client sends the same token with
 //! every request until it expires, and checking its signature again (25 µs for RS256) would
 //! be most of an auth plugin's cost. A remembered verification is used only for the same
-//! token bytes, the same key source and algorithm, and the very key set that verified it:
+//! token bytes, the same key source and allowlist, and the very key set that verified it:
 //! once a set is refetched (rotation), its tokens are verified afresh. Claims are not
 //! cached as checked — the plugin checks `exp` and the rest on every request.
 
@@ -215,7 +215,8 @@ pub struct KeySets {
     client: OutboundClient,
     settings: KeySetSettings,
     remote: Mutex<HashMap<String, Arc<RemoteSet>>>,
-    inline: moka::sync::Cache<String, Arc<KeySet>>,
+    /// Inline key sets, by the SHA-256 of their text.
+    inline: moka::sync::Cache<[u8; 32], Arc<KeySet>>,
     pub(super) verified: moka::sync::Cache<[u8; 32], Remembered>,
     pub(super) verified_hits: AtomicU64,
     /// URLs that entries' configs name, fetched when the gateway starts.
@@ -317,12 +318,12 @@ impl KeySets {
     }
 
     /// The key set parsed from inline JWKS text, parsed once per distinct text.
-    pub fn inline(&self, text: &str) -> Result<Arc<KeySet>, String> {
-        if let Some(set) = self.inline.get(text) {
+    pub fn inline(&self, digest: [u8; 32], text: &str) -> Result<Arc<KeySet>, String> {
+        if let Some(set) = self.inline.get(&digest) {
             return Ok(set);
         }
         let set = Arc::new(KeySet::parse(text)?);
-        self.inline.insert(text.to_owned(), Arc::clone(&set));
+        self.inline.insert(digest, Arc::clone(&set));
         Ok(set)
     }
 

@@ -120,12 +120,43 @@ pub enum Keys<'a> {
 
 impl KeySets {
     /// Verifies `token`'s signature with one of `allowed` and a key from `keys`.
+    ///
+    /// A token verified before with the same key source and allowlist is answered from
+    /// memory before it is even decoded: those inputs decide the outcome, and a client
+    /// sends the same token with every request (decoding and parsing it was 3 µs of a
+    /// remembered verification under load; bench/pipeline.sh with perf, BENCHMARKS.md).
     pub async fn verify(
         &self,
         token: &str,
         keys: Keys<'_>,
         allowed: &[WitAlgorithm],
     ) -> Result<Verified, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::Malformed(
+                "token longer than 16 KiB".to_owned(),
+            ));
+        }
+        // An inline set's text is hashed once per call, for the set's cache and the memory.
+        let inline_digest = match keys {
+            Keys::Inline(text) => Some(digest(text.as_bytes())),
+            _ => None,
+        };
+        let memory_key = remembered_key(token, &keys, inline_digest.as_ref(), allowed);
+        if let Some(hit) = self.verified.get(&memory_key) {
+            let kid = hit.verified.key_id.as_deref();
+            let set = self.current_set(&keys, inline_digest.as_ref(), kid).await?;
+            let same_set = match (&hit.set, &set) {
+                (None, None) => true,
+                // The set that verified it is still alive and still the source's current one.
+                (Some(weak), Some(set)) => weak.upgrade().is_some_and(|old| Arc::ptr_eq(&old, set)),
+                _ => false,
+            };
+            if same_set {
+                self.verified_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(hit.verified);
+            }
+        }
+
         let parsed = parse(token)?;
         // The algorithm comes from the allowlist, never from the token alone: `none` and
         // anything the plugin did not allow stop here.
@@ -142,27 +173,7 @@ impl KeySets {
                 "a shared secret verifies HS256/384/512 tokens only".to_owned(),
             ));
         }
-        let set = match keys {
-            Keys::Secret(_) => None,
-            Keys::Inline(text) => Some(self.inline(text).map_err(VerifyError::InvalidKeys)?),
-            Keys::Url(url) => Some(
-                self.by_url(url, kid)
-                    .await
-                    .map_err(VerifyError::KeysUnavailable)?,
-            ),
-        };
-        let memory_key = remembered_key(token, &keys, algorithm);
-        if let Some(hit) = self.verified.get(&memory_key) {
-            let same_set = match (&hit.set, &set) {
-                (None, None) => true,
-                (Some(weak), Some(set)) => std::ptr::eq(weak.as_ptr(), Arc::as_ptr(set)),
-                _ => false,
-            };
-            if same_set {
-                self.verified_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(hit.verified);
-            }
-        }
+        let set = self.current_set(&keys, inline_digest.as_ref(), kid).await?;
 
         let verifies = |key: &DecodingKey| {
             jsonwebtoken::crypto::verify(
@@ -197,6 +208,32 @@ impl KeySets {
         Ok(verified)
     }
 
+    /// The key set `keys` names now (none for a secret), fetched if need be for `kid`.
+    async fn current_set(
+        &self,
+        keys: &Keys<'_>,
+        inline_digest: Option<&[u8; 32]>,
+        kid: Option<&str>,
+    ) -> Result<Option<Arc<KeySet>>, VerifyError> {
+        Ok(match keys {
+            Keys::Secret(_) => None,
+            Keys::Inline(text) => {
+                let digest = inline_digest
+                    .copied()
+                    .unwrap_or_else(|| digest(text.as_bytes()));
+                Some(
+                    self.inline(digest, text)
+                        .map_err(VerifyError::InvalidKeys)?,
+                )
+            }
+            Keys::Url(url) => Some(
+                self.by_url(url, kid)
+                    .await
+                    .map_err(VerifyError::KeysUnavailable)?,
+            ),
+        })
+    }
+
     /// Verifications answered from memory (for tests and metrics).
     pub fn remembered_hits(&self) -> u64 {
         self.verified_hits.load(Ordering::Relaxed)
@@ -205,9 +242,16 @@ impl KeySets {
 
 /// What a remembered verification is filed under: the token, where its keys come from,
 /// and the algorithm, hashed together.
-fn remembered_key(token: &str, keys: &Keys<'_>, algorithm: WitAlgorithm) -> [u8; 32] {
+fn remembered_key(
+    token: &str,
+    keys: &Keys<'_>,
+    inline_digest: Option<&[u8; 32]>,
+    allowed: &[WitAlgorithm],
+) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    // The token's length first: no token can pass for another one followed by a source.
+    h.update((token.len() as u64).to_le_bytes());
     h.update(token.as_bytes());
     match keys {
         Keys::Url(url) => {
@@ -216,15 +260,29 @@ fn remembered_key(token: &str, keys: &Keys<'_>, algorithm: WitAlgorithm) -> [u8;
         }
         Keys::Inline(text) => {
             h.update(b"\0jwks\0");
-            h.update(text.as_bytes());
+            match inline_digest {
+                Some(d) => h.update(d),
+                None => h.update(digest(text.as_bytes())),
+            }
         }
         Keys::Secret(secret) => {
             h.update(b"\0secret\0");
             h.update(secret);
         }
     }
-    h.update([algorithm as u8]);
+    // The allowlist, not the algorithm the token names: with the token, it decides which
+    // algorithm verifies, so it is known before the token is decoded.
+    h.update(b"\0allowed\0");
+    for a in allowed {
+        h.update([*a as u8]);
+    }
     h.finalize().into()
+}
+
+/// SHA-256 of `bytes`: what an inline key set is filed under.
+pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
 }
 
 /// Tries the candidate keys; `Err(UnknownKey)` when none fits the token at all.
@@ -299,6 +357,42 @@ mod tests {
         // The algorithm allowlist holds for remembered tokens too.
         assert!(matches!(
             sets.verify(&token, Keys::Secret(secret), &[WitAlgorithm::Hs384])
+                .await,
+            Err(VerifyError::AlgorithmNotAllowed(_))
+        ));
+    }
+
+    /// An inline set is filed under its text's hash: the same text answers from memory,
+    /// another text (a rotated set pasted into the config) verifies afresh.
+    #[tokio::test]
+    async fn an_inline_key_set_is_told_apart_by_its_text() {
+        crate::install_crypto_provider();
+        let sets = KeySets::new(
+            super::super::services::outbound_client(),
+            KeySetSettings::default(),
+        );
+        let jwks = |secret: &[u8]| {
+            serde_json::json!({ "keys": [{ "kty": "oct", "k": URL_SAFE_NO_PAD.encode(secret) }] })
+                .to_string()
+        };
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let (ours, theirs) = (jwks(secret), jwks(b"fedcba9876543210fedcba9876543210"));
+        let token = hs256(secret, "ann");
+        let allowed = [WitAlgorithm::Hs256];
+        for _ in 0..2 {
+            sets.verify(&token, Keys::Inline(&ours), &allowed)
+                .await
+                .expect("verifies");
+        }
+        assert_eq!(sets.remembered_hits(), 1);
+        assert!(matches!(
+            sets.verify(&token, Keys::Inline(&theirs), &allowed).await,
+            Err(VerifyError::InvalidSignature)
+        ));
+        assert_eq!(sets.remembered_hits(), 1);
+        // A remembered token still fails an allowlist that leaves its algorithm out.
+        assert!(matches!(
+            sets.verify(&token, Keys::Inline(&ours), &[WitAlgorithm::Hs512])
                 .await,
             Err(VerifyError::AlgorithmNotAllowed(_))
         ));

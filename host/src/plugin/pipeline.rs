@@ -92,6 +92,10 @@ impl Pipeline {
 
     /// Waits for a turn: backpressure, not errors, until the queue timeout.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, GatewayError> {
+        // A turn that is free is taken without arming the queue's timer.
+        if let Ok(permit) = Arc::clone(&self.concurrency).try_acquire_owned() {
+            return Ok(permit);
+        }
         match tokio::time::timeout(
             self.queue_timeout,
             Arc::clone(&self.concurrency).acquire_owned(),
