@@ -12,7 +12,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one connection and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -37,7 +37,7 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 /// may not name them: `Connection: X-Forwarded-For` from behind a trusted proxy would
 /// otherwise drop the chain the gateway took the client's address from, and the
 /// upstream would see the proxy as the client (hop-by-hop header abuse).
-const NOT_HOP_BY_HOP: [HeaderName; 7] = [
+static NOT_HOP_BY_HOP: [HeaderName; 7] = [
     header::HOST,
     header::FORWARDED,
     X_FORWARDED_FOR,
@@ -51,14 +51,19 @@ const NOT_HOP_BY_HOP: [HeaderName; 7] = [
 /// gateway's own, [`NOT_HOP_BY_HOP`]). With `upgrade`, the `Upgrade` handshake headers
 /// are kept so the tunnel can be set up end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|name| !NOT_HOP_BY_HOP.contains(name))
-        .collect();
+    // Most messages name nothing in `Connection`: no list to build for them.
+    let named: Vec<HeaderName> = if headers.contains_key(header::CONNECTION) {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|name| !NOT_HOP_BY_HOP.contains(name))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // `TE: trailers` is end-to-end in practice (gRPC needs it).
     let te_trailers = headers
         .get(header::TE)
@@ -147,7 +152,7 @@ fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 /// prefix (`X-Forwarded-Scheme/Port/Prefix/Server`, `X-Host`, `X-Original-Host`), and
 /// the URL rewrite headers some frameworks obey (`X-Original-URL`, `X-Rewrite-URL`,
 /// `X-Forwarded-Uri`), which would route a request past the gateway's path policies.
-const CLIENT_CLAIMS: [HeaderName; 15] = [
+static CLIENT_CLAIMS: [HeaderName; 15] = [
     header::FORWARDED,
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("true-client-ip"),
@@ -181,35 +186,28 @@ fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
 /// that claim to describe the client (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`,
 /// `X-Forwarded-Prefix`) removed, so a client cannot forge its address or scheme to the
 /// upstream.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    peer: IpAddr,
-    trusted: &[IpNet],
-    tls: bool,
-    host: &str,
-) {
-    let peer = peer.to_canonical();
-    let from_proxy = is_trusted(peer, trusted);
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &ForwardingPeer, tls: bool, host: &str) {
+    let from_proxy = peer.trusted;
     if !from_proxy {
         remove_present(headers, &CLIENT_CLAIMS);
     }
-    let prior: Vec<String> = if from_proxy {
-        headers
+    let chain = if from_proxy && headers.contains_key(X_FORWARDED_FOR) {
+        let mut chain = String::new();
+        for prior in headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect()
+        {
+            chain.push_str(prior);
+            chain.push_str(", ");
+        }
+        chain.push_str(peer.value.to_str().unwrap_or_default());
+        HeaderValue::from_str(&chain).ok()
     } else {
-        Vec::new()
+        Some(peer.value.clone())
     };
-    let mut chain = prior.join(", ");
-    if !chain.is_empty() {
-        chain.push_str(", ");
-    }
-    chain.push_str(&peer.to_string());
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert(X_FORWARDED_FOR, v);
+    if let Some(chain) = chain {
+        headers.insert(X_FORWARDED_FOR, chain);
     }
     if !from_proxy || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(
@@ -223,6 +221,25 @@ pub fn set_forwarded(
             Ok(v) if !host.is_empty() => headers.insert(X_FORWARDED_HOST, v),
             _ => headers.remove(X_FORWARDED_HOST),
         };
+    }
+}
+
+/// What the forwarding headers say of a connection's peer, worked out once per
+/// connection: its address as a header value and whether it is a trusted proxy.
+#[derive(Debug, Clone)]
+pub struct ForwardingPeer {
+    trusted: bool,
+    value: HeaderValue,
+}
+
+impl ForwardingPeer {
+    pub fn new(peer: IpAddr, trusted: &[IpNet]) -> Self {
+        let peer = peer.to_canonical();
+        Self {
+            trusted: is_trusted(peer, trusted),
+            value: HeaderValue::from_str(&peer.to_string())
+                .expect("an IP address is a valid header value"),
+        }
     }
 }
 
@@ -265,7 +282,12 @@ mod tests {
         h.insert("x-forwarded-port", HeaderValue::from_static("443"));
         h.insert("x-forwarded-prefix", HeaderValue::from_static("/admin"));
         assert_eq!(client_ip(peer, &h, &[]), Ok(peer));
-        set_forwarded(&mut h, peer, &[], false, "example.com");
+        set_forwarded(
+            &mut h,
+            &ForwardingPeer::new(peer, &[]),
+            false,
+            "example.com",
+        );
         for name in &CLIENT_CLAIMS {
             assert!(!h.contains_key(name), "{name} kept from an untrusted peer");
         }
@@ -284,7 +306,12 @@ mod tests {
         let peer: IpAddr = "10.0.0.1".parse().expect("ip");
         let trusted = [net("10.0.0.0/8")];
         assert_eq!(client_ip(peer, &h, &trusted), Ok(ip("9.9.9.9")));
-        set_forwarded(&mut h, peer, &trusted, true, "example.com");
+        set_forwarded(
+            &mut h,
+            &ForwardingPeer::new(peer, &trusted),
+            true,
+            "example.com",
+        );
         assert_eq!(h[X_FORWARDED_FOR], "9.9.9.9, 10.0.0.2, 10.0.0.1");
     }
 

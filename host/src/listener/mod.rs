@@ -51,6 +51,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
     pub trusted_proxies: Arc<Vec<IpNet>>,
+    /// The peer as the forwarding headers name it, worked out once per connection.
+    pub forwarding: crate::proxy::ForwardingPeer,
     pub limits: Arc<ListenerLimits>,
     /// The framing guard's verdicts for HTTP/1 heads read from this connection's bytes.
     /// On a connection that negotiated h2 by ALPN no guard runs and the queue stays
@@ -76,6 +78,7 @@ impl Connection {
             peer,
             tls,
             trusted_proxies: Arc::new(spec.trusted_proxies.clone()),
+            forwarding: crate::proxy::ForwardingPeer::new(peer.ip(), &spec.trusted_proxies),
             limits: Arc::new(spec.limits.clone()),
             framing: None,
             activity: Arc::new(Activity::new()),
@@ -251,6 +254,7 @@ impl ListenerSettings {
             peer,
             tls,
             trusted_proxies: Arc::clone(&self.trusted_proxies),
+            forwarding: crate::proxy::ForwardingPeer::new(peer.ip(), &self.trusted_proxies),
             limits: Arc::clone(&self.limits),
             framing: Some(verdicts),
             activity: Arc::clone(&activity),

@@ -145,6 +145,15 @@ impl Upstream {
             }
         };
         let is_tls = tls.is_some();
+        // Plain-text HTTP/1.1 takes the lean client; TLS and HTTP/2 the pooled one.
+        let direct = (!is_tls && !cfg.http2).then(|| {
+            super::DirectPool::new(
+                targets.len(),
+                cfg.connect_timeout,
+                cfg.pool_idle_timeout,
+                cfg.pool_max_idle_per_target,
+            )
+        });
         let client = super::build_client(super::client::ClientSettings {
             connect_timeout: cfg.connect_timeout,
             pool_idle_timeout: cfg.pool_idle_timeout,
@@ -163,6 +172,7 @@ impl Upstream {
             balance: cfg.balance,
             tls: is_tls,
             client,
+            direct,
             request_timeout: cfg.request_timeout,
             retries: cfg.retries,
             eject_for: cfg.eject_for,

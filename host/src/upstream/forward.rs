@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use http::{Method, Response, StatusCode, header};
-use http_body_util::BodyExt;
 
 use crate::body::{ProxyBody, empty, full};
 use crate::error::GatewayError;
@@ -46,8 +45,7 @@ impl Route {
         let retryable = idempotent && ex.bodiless;
         proxy::set_forwarded(
             &mut request.headers,
-            conn.peer.ip(),
-            &conn.trusted_proxies,
+            &conn.forwarding,
             conn.tls,
             &ex.record.host,
         );
@@ -95,9 +93,6 @@ impl Route {
         }
         proxy::strip_hop_by_hop(&mut head.headers, false);
         ex.in_flight = Some(sent.in_flight);
-        let body = body
-            .map_err(|e| Box::new(e) as crate::body::BoxError)
-            .boxed();
         Ok(Response::from_parts(head, body))
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+mod direct;
 mod forward;
 
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 
 pub use client::{UpstreamClient, build_client};
+use direct::DirectError;
+pub use direct::DirectPool;
 
-use crate::body::{ProxyBody, empty};
+use crate::body::{BoxError, ProxyBody, empty};
 use crate::config::Balance;
 use crate::error::GatewayError;
 
@@ -39,6 +42,8 @@ pub struct Upstream {
     next: AtomicUsize,
     scheme: Scheme,
     client: UpstreamClient,
+    /// The lean client, for a plain-text HTTP/1.1 upstream.
+    direct: Option<Arc<DirectPool>>,
     request_timeout: Duration,
     retries: u32,
     eject_for: Duration,
@@ -63,7 +68,7 @@ impl Drop for InFlight {
 /// A response from a target.
 #[derive(Debug)]
 pub struct UpstreamResponse {
-    pub response: Response<Incoming>,
+    pub response: Response<ProxyBody>,
     pub target: Authority,
     pub in_flight: InFlight,
 }
@@ -75,6 +80,7 @@ pub struct UpstreamSettings {
     pub balance: Balance,
     pub tls: bool,
     pub client: UpstreamClient,
+    pub direct: Option<Arc<DirectPool>>,
     pub request_timeout: Duration,
     pub retries: u32,
     pub eject_for: Duration,
@@ -97,6 +103,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             scheme: if s.tls { Scheme::HTTPS } else { Scheme::HTTP },
             client: s.client,
+            direct: s.direct,
             request_timeout: s.request_timeout,
             retries: s.retries,
             eject_for: s.eject_for,
@@ -158,15 +165,8 @@ impl Upstream {
             };
             tried.push(index);
             let target = &self.targets[index];
-            let mut uri_parts = http::uri::Parts::default();
-            uri_parts.scheme = Some(self.scheme.clone());
-            uri_parts.authority = Some(target.authority.clone());
-            uri_parts.path_and_query = Some(path_and_query.clone());
-            let uri = Uri::from_parts(uri_parts)
-                .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
             let mut request = Request::new(body.take().unwrap_or_else(empty));
             *request.method_mut() = method.clone();
-            *request.uri_mut() = uri;
             // Only a request that may be sent again needs its headers copied.
             *request.headers_mut() = if attempt + 1 < attempts {
                 headers.clone().unwrap_or_default()
@@ -180,7 +180,30 @@ impl Upstream {
                 upstream: Arc::clone(self),
                 index,
             };
-            match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
+            let sent = match &self.direct {
+                // A protocol switch needs the pooled client's upgrade plumbing.
+                Some(direct) if !request.headers().contains_key(http::header::UPGRADE) => {
+                    let sent = direct.send(index, &target.authority, path_and_query, request);
+                    tokio::time::timeout(self.request_timeout, sent)
+                        .await
+                        .map(|sent| sent.map_err(Failure::Direct))
+                }
+                _ => {
+                    let mut uri_parts = http::uri::Parts::default();
+                    uri_parts.scheme = Some(self.scheme.clone());
+                    uri_parts.authority = Some(target.authority.clone());
+                    uri_parts.path_and_query = Some(path_and_query.clone());
+                    *request.uri_mut() = Uri::from_parts(uri_parts)
+                        .map_err(|_| GatewayError::BadRequest("invalid request target"))?;
+                    tokio::time::timeout(self.request_timeout, self.client.request(request))
+                        .await
+                        .map(|sent| {
+                            sent.map(|r| r.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+                                .map_err(Failure::Pooled)
+                        })
+                }
+            };
+            match sent {
                 Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
                 Ok(Ok(response)) => {
                     return Ok(UpstreamResponse {
@@ -211,6 +234,40 @@ impl Upstream {
             }
         }
         Err(last_error)
+    }
+}
+
+/// Why a client got no response head from a target, from either client.
+#[derive(Debug)]
+enum Failure {
+    Direct(DirectError),
+    Pooled(hyper_util::client::legacy::Error),
+}
+
+impl Failure {
+    fn is_connect(&self) -> bool {
+        match self {
+            Self::Direct(e) => matches!(e, DirectError::Connect(_)),
+            Self::Pooled(e) => e.is_connect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Direct(e) => e.fmt(f),
+            Self::Pooled(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Direct(e) => e.source(),
+            Self::Pooled(e) => e.source(),
+        }
     }
 }
 

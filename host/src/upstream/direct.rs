@@ -1,0 +1,567 @@
+//! The lean client for plain-text HTTP/1.1 upstreams: hyper's connection API with a pool
+//! of our own, each request driving its connection from its own task.
+//!
+//! hyper-util's pooled client runs every connection as a task of its own: a request is
+//! handed to that task over a channel, and its answer comes back over another, so each
+//! proxied request woke two tasks and went through the pool's checkout race, its keys
+//! and its locks. A profile of the plain proxy route (bench/proxy.sh under perf, frame
+//! pointers) put the pooled client's request path at 6.5 % of the gateway's CPU, beside
+//! the connection task's own scheduling. Here a connection is polled by whoever holds it:
+//! the request task while the head is awaited, then the response body as the client's
+//! connection reads it, and nobody while it waits in the pool.
+//!
+//! TLS and HTTP/2 upstreams, and requests that ask for a protocol switch, stay on the
+//! pooled client (`client.rs`): they need its connectors and its upgrade plumbing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::{BoxError, ProxyBody};
+
+type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
+
+/// One upstream connection: the handle requests are sent on, and the connection state
+/// machine that reads and writes the socket when polled.
+struct Conn {
+    send: http1::SendRequest<ProxyBody>,
+    /// `None` once it has ended: dropping it hands a request it never took back to its
+    /// sender, so nothing waits on a connection that is gone.
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    /// Moves the connection on without waiting: `false` once it has ended (the upstream
+    /// closed it, or it failed), when it must not be used again.
+    fn poll_alive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = &mut self.driver else {
+            return false;
+        };
+        if Pin::new(driver).poll(cx).is_pending() {
+            return true;
+        }
+        self.driver = None;
+        false
+    }
+
+    /// Whether a request can be sent now: alive, and done with the one before.
+    fn reusable(&mut self) -> bool {
+        self.poll_alive(&mut Context::from_waker(Waker::noop())) && self.send.is_ready()
+    }
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum DirectError {
+    /// No connection to the target could be made (refused, unreachable, timed out).
+    Connect(std::io::Error),
+    /// The exchange on a connection failed.
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for DirectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect: {e}"),
+            Self::Http(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DirectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Connect(e) => Some(e),
+            Self::Http(e) => Some(e),
+        }
+    }
+}
+
+/// Idle connections per target, most recently used last.
+pub struct DirectPool {
+    idle: Vec<Mutex<Vec<Idle>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle_per_target: usize,
+}
+
+impl std::fmt::Debug for DirectPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectPool")
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectPool {
+    /// A pool for `targets` targets. Idle connections past `idle_timeout` are closed by a
+    /// sweep that ends with the pool (on the runtime, when there is one).
+    pub fn new(
+        targets: usize,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle_per_target: usize,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            idle: (0..targets).map(|_| Mutex::new(Vec::new())).collect(),
+            connect_timeout,
+            idle_timeout,
+            max_idle_per_target,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&pool)));
+        }
+        pool
+    }
+
+    /// Sends `request` (origin-form target, `Host` set or not) to `authority`, the pool's
+    /// target `index`. A request that a reused connection could not take (the upstream
+    /// closed it while it sat idle) is sent again on a new one; nothing that was written
+    /// is ever sent twice.
+    pub async fn send(
+        self: &Arc<Self>,
+        index: usize,
+        authority: &Authority,
+        path_and_query: &PathAndQuery,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, DirectError> {
+        *request.uri_mut() = http::Uri::from(path_and_query.clone());
+        // As the pooled client writes it: the target's authority, without the default port.
+        let host = match authority.port_u16() {
+            Some(80) => authority.host(),
+            _ => authority.as_str(),
+        };
+        if !request.headers().contains_key(header::HOST)
+            && let Ok(host) = http::HeaderValue::from_str(host)
+        {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        let mut request = Some(request);
+        loop {
+            let (mut conn, reused) = match self.checkout(index) {
+                Some(conn) => (conn, true),
+                None => (self.connect(authority).await?, false),
+            };
+            let Some(req) = request.take() else {
+                unreachable!("the request is put back before every retry");
+            };
+            let sent = conn.send.try_send_request(req);
+            match drive(&mut conn, sent).await {
+                Ok(response) => return Ok(self.with_release(index, conn, response)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => request = Some(unsent),
+                    _ => return Err(DirectError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn checkout(&self, index: usize) -> Option<Conn> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut list = self.idle.get(index)?.lock().ok()?;
+            loop {
+                let Some(mut entry) = list.pop() else {
+                    break None;
+                };
+                if entry.since.elapsed() < self.idle_timeout && entry.conn.reusable() {
+                    break Some(entry.conn);
+                }
+                stale.push(entry);
+            }
+        };
+        // Closed after the lock is let go: closing is a system call per socket.
+        drop(stale);
+        found
+    }
+
+    /// Connects to the first of the target's addresses that answers, each address given
+    /// an equal share of the connect timeout (as the pooled client's connector does), so
+    /// an address that drops packets does not use up the time of the ones after it.
+    async fn connect(&self, authority: &Authority) -> Result<Conn, DirectError> {
+        let timed_out = || {
+            DirectError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        };
+        let started = Instant::now();
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let addresses: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![(ip, port).into()],
+            Err(_) => {
+                tokio::time::timeout(self.connect_timeout, tokio::net::lookup_host((host, port)))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(DirectError::Connect)?
+                    .collect()
+            }
+        };
+        let share = self
+            .connect_timeout
+            .saturating_sub(started.elapsed())
+            .checked_div(addresses.len().max(1) as u32)
+            .unwrap_or_default();
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("`{host}` resolved to no address"),
+        );
+        let mut connected = None;
+        for address in addresses {
+            match tokio::time::timeout(share, TcpStream::connect(address)).await {
+                Ok(Ok(stream)) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                }
+            }
+        }
+        let stream = connected.ok_or(DirectError::Connect(last))?;
+        stream.set_nodelay(true).map_err(DirectError::Connect)?;
+        // As the pooled client does: a dead peer is noticed within minutes, not hours.
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        socket2::SockRef::from(&stream)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(DirectError::Connect)?;
+        let (send, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(DirectError::Http)?;
+        Ok(Conn {
+            send,
+            driver: Some(driver),
+        })
+    }
+
+    /// The response with a body that drives `conn` and gives it back when it is read.
+    fn with_release(
+        self: &Arc<Self>,
+        index: usize,
+        conn: Conn,
+        response: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        let (head, body) = response.into_parts();
+        let mut body = Releasing {
+            body,
+            conn: Some(conn),
+            pool: Arc::downgrade(self),
+            index,
+        };
+        // A head-only answer (HEAD, 204, 304) may never be polled: release it now.
+        if body.body.is_end_stream() {
+            body.release(&mut Context::from_waker(Waker::noop()));
+        }
+        Response::from_parts(head, http_body_util::BodyExt::boxed(body))
+    }
+
+    fn put_back(&self, index: usize, conn: Conn) {
+        // `pool_max_idle_per_target = 0` keeps no connection.
+        if self.max_idle_per_target == 0 {
+            return;
+        }
+        let Some(Ok(mut list)) = self.idle.get(index).map(Mutex::lock) else {
+            return;
+        };
+        // The oldest goes: the most recently used are the likeliest to be warm.
+        let evicted = (list.len() >= self.max_idle_per_target).then(|| list.remove(0));
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        drop(list);
+        drop(evicted);
+    }
+}
+
+/// Polls `conn` beside `sent` until the response head (or the failure) arrives. Once the
+/// connection has ended it is dropped, which hands back a request it never took, so
+/// `sent` always resolves: with the response, or with why there is none.
+async fn drive<F, T>(conn: &mut Conn, sent: F) -> T
+where
+    F: Future<Output = T>,
+{
+    let mut sent = std::pin::pin!(sent);
+    std::future::poll_fn(|cx| {
+        conn.poll_alive(cx);
+        sent.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// How often idle connections are looked at: an upstream's close is noticed within this,
+/// and a connection past the idle timeout closed, while nobody polls them.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// Closes idle connections that ended or are past the idle timeout, until the pool is gone.
+async fn sweep(pool: Weak<DirectPool>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        for list in &pool.idle {
+            let Ok(mut list) = list.lock() else {
+                continue;
+            };
+            let mut stale = Vec::new();
+            let kept = std::mem::take(&mut *list)
+                .into_iter()
+                .filter_map(|mut e| {
+                    if e.since.elapsed() < pool.idle_timeout && e.conn.reusable() {
+                        Some(e)
+                    } else {
+                        stale.push(e);
+                        None
+                    }
+                })
+                .collect();
+            *list = kept;
+            // Closed after the lock is let go.
+            drop(list);
+            drop(stale);
+        }
+    }
+}
+
+/// A response body that drives its connection while it is read, and puts the connection
+/// back in the pool once the body has ended and the connection can take another request.
+/// Dropped before its end, it closes the connection: what is left unread cannot be skipped.
+struct Releasing {
+    body: Incoming,
+    conn: Option<Conn>,
+    pool: Weak<DirectPool>,
+    index: usize,
+}
+
+impl Releasing {
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(mut conn) = self.conn.take() {
+            // One more turn lets the connection see the message end and ask for the next.
+            if conn.poll_alive(cx)
+                && conn.send.is_ready()
+                && let Some(pool) = self.pool.upgrade()
+            {
+                pool.put_back(self.index, conn);
+            }
+        }
+    }
+}
+
+impl Body for Releasing {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(conn) = &mut this.conn
+            && !conn.poll_alive(cx)
+        {
+            // Ended: the body hears why from hyper; the connection is not reused.
+            this.conn = None;
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.release(cx),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        frame.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::body::empty;
+
+    /// A raw HTTP/1.1 upstream: answers `HEAD` with a length and no body, `/204` with
+    /// 204, anything else with `ok`; with `one_each`, closes every connection after its
+    /// first answer (without saying so), as an upstream's idle timeout does. Counts
+    /// accepted connections; `closed` ticks when a connection is gone.
+    async fn upstream(
+        one_each: bool,
+    ) -> (
+        Authority,
+        Arc<AtomicUsize>,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority = Authority::try_from(listener.local_addr().expect("addr").to_string())
+            .expect("authority");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        head.extend_from_slice(&buf[..n]);
+                        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let text = String::from_utf8_lossy(&head[..end]).into_owned();
+                        head.drain(..end + 4);
+                        let answer: &[u8] = if text.starts_with("HEAD ") {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+                        } else if text.starts_with("GET /204 ") {
+                            b"HTTP/1.1 204 No Content\r\n\r\n"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if socket.write_all(answer).await.is_err() || one_each {
+                            break;
+                        }
+                    }
+                    drop(socket);
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        (authority, accepted, closed)
+    }
+
+    fn pool() -> Arc<DirectPool> {
+        DirectPool::new(1, Duration::from_secs(5), Duration::from_secs(60), 8)
+    }
+
+    async fn send(pool: &Arc<DirectPool>, to: &Authority, method: &str, path: &str) -> u16 {
+        let mut request = Request::new(empty());
+        *request.method_mut() = method.parse().expect("method");
+        let path = PathAndQuery::try_from(path).expect("path");
+        let response = pool.send(0, to, &path, request).await.expect("answered");
+        let status = response.status().as_u16();
+        // As hyper's server does: a body that says it has ended is never polled.
+        if !response.body().is_end_stream() {
+            response.into_body().collect().await.expect("body");
+        }
+        status
+    }
+
+    #[tokio::test]
+    async fn one_connection_serves_requests_in_turn_with_and_without_bodies() {
+        let (to, accepted, _closed) = upstream(false).await;
+        let pool = pool();
+        for (method, path, status) in [
+            ("GET", "/a", 200),
+            ("HEAD", "/a", 200),
+            ("GET", "/204", 204),
+            ("GET", "/b", 200),
+        ] {
+            assert_eq!(send(&pool, &to, method, path).await, status);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_upstream_closed_while_idle_is_not_used() {
+        let (to, accepted, mut closed) = upstream(true).await;
+        let pool = pool();
+        for round in 1..=3 {
+            assert_eq!(send(&pool, &to, "GET", "/a").await, 200);
+            closed.recv().await.expect("the upstream closed it");
+            // The close reaches this runtime's reactor before the next checkout.
+            tokio::task::yield_now().await;
+            assert_eq!(accepted.load(Ordering::SeqCst), round);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_closes_its_connection() {
+        let (to, accepted, _closed) = upstream(false).await;
+        let pool = pool();
+        let path = PathAndQuery::from_static("/a");
+        let response = pool
+            .send(0, &to, &path, Request::new(empty()))
+            .await
+            .expect("answered");
+        drop(response);
+        assert_eq!(send(&pool, &to, "GET", "/a").await, 200);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A connection the upstream closed before it took the request hands the request
+    /// back unsent (to go out on another connection), without waiting for a timeout.
+    #[tokio::test]
+    async fn a_request_a_closed_connection_never_took_comes_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let to = Authority::try_from(listener.local_addr().expect("addr").to_string())
+            .expect("authority");
+        let pool = pool();
+        let (connected, accepted) = tokio::join!(pool.connect(&to), listener.accept());
+        let mut conn = connected.expect("connected");
+        drop(accepted.expect("accepted"));
+        // Let this runtime's reactor see the close.
+        tokio::task::yield_now().await;
+        let sent = conn.send.try_send_request(Request::new(empty()));
+        let outcome = tokio::time::timeout(Duration::from_secs(10), drive(&mut conn, sent))
+            .await
+            .expect("the request does not wait on a closed connection");
+        let mut refused = outcome.expect_err("nobody answered");
+        assert!(
+            refused.take_message().is_some(),
+            "the request comes back unsent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let to = Authority::try_from(listener.local_addr().expect("addr").to_string())
+            .expect("authority");
+        drop(listener);
+        let path = PathAndQuery::from_static("/");
+        let failed = pool().send(0, &to, &path, Request::new(empty())).await;
+        assert!(matches!(failed, Err(DirectError::Connect(_))));
+    }
+}
