@@ -50,7 +50,14 @@ static NOT_HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers and those the `Connection` header names (except the
 /// gateway's own, [`NOT_HOP_BY_HOP`]). With `upgrade`, the `Upgrade` handshake headers
 /// are kept so the tunnel can be set up end to end.
+///
+/// A message framed by `Transfer-Encoding` loses its `Content-Length` too: the encoding
+/// overrode it, and forwarding it beside a body framed anew would cut the body short
+/// (RFC 9112 §6.3: a proxy MUST remove it; found with an upstream sending both).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     // Most messages name nothing in `Connection`: no list to build for them.
     let named: Vec<HeaderName> = if headers.contains_key(header::CONNECTION) {
         headers
@@ -388,6 +395,23 @@ mod tests {
         assert_eq!(h[X_FORWARDED_FOR], "203.0.113.7");
         assert!(h.contains_key(X_REQUEST_ID) && h.contains_key(header::HOST));
         assert!(!h.contains_key("x-other"));
+    }
+
+    #[test]
+    fn a_length_beside_a_transfer_encoding_goes_with_it() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
+        assert!(!h.contains_key(header::TRANSFER_ENCODING));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h[header::CONTENT_LENGTH], "3");
     }
 
     #[test]

@@ -36,6 +36,8 @@ type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
 /// machine that reads and writes the socket when polled.
 struct Conn {
     send: http1::SendRequest<ProxyBody>,
+    /// The same socket, for asking the kernel what arrived while nobody polled.
+    socket: socket2::Socket,
     /// `None` once it has ended: dropping it hands a request it never took back to its
     /// sender, so nothing waits on a connection that is gone.
     driver: Option<Driver>,
@@ -55,9 +57,19 @@ impl Conn {
         false
     }
 
-    /// Whether a request can be sent now: alive, and done with the one before.
+    /// Whether a request can be sent now: alive, done with the one before, and nothing
+    /// arrived since. The kernel is asked directly: the runtime's readiness for an idle
+    /// socket is only as fresh as its last reactor turn, and a response nobody asked for
+    /// that slipped past it would be read as the next request's answer (found by probing
+    /// with an upstream that sends an extra response 300 ms after each one: under load,
+    /// answers shifted to the next request, across clients).
     fn reusable(&mut self) -> bool {
-        self.poll_alive(&mut Context::from_waker(Waker::noop())) && self.send.is_ready()
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let quiet = matches!(
+            self.socket.peek(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        quiet && self.poll_alive(&mut Context::from_waker(Waker::noop())) && self.send.is_ready()
     }
 }
 
@@ -247,12 +259,18 @@ impl DirectPool {
         socket2::SockRef::from(&stream)
             .set_tcp_keepalive(&keepalive)
             .map_err(DirectError::Connect)?;
+        // A second descriptor of the socket (non-blocking, like the first) for `reusable`.
+        let socket = std::os::fd::AsFd::as_fd(&stream)
+            .try_clone_to_owned()
+            .map(socket2::Socket::from)
+            .map_err(DirectError::Connect)?;
         let (send, driver) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(DirectError::Http)?;
         Ok(Conn {
             send,
+            socket,
             driver: Some(driver),
         })
     }
@@ -514,6 +532,85 @@ mod tests {
             tokio::task::yield_now().await;
             assert_eq!(accepted.load(Ordering::SeqCst), round);
         }
+    }
+
+    /// An upstream that sends a response nobody asked for while its connection is idle:
+    /// the connection is not used again, so the next request gets its own answer.
+    #[tokio::test]
+    async fn a_response_nobody_asked_for_retires_its_connection() {
+        // The upstream runs on a thread and runtime of its own, so that this runtime's
+        // reactor does not turn while it misbehaves: only the kernel knows of the bytes.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let to = Authority::try_from(std_listener.local_addr().expect("addr").to_string())
+            .expect("authority");
+        let (injected_tx, injected) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                std_listener.set_nonblocking(true).expect("non-blocking");
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                // Only the first connection misbehaves, once: an extra response racing a
+                // request already on its way would fool any proxy.
+                let mut first = true;
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    let injected_tx = injected_tx.clone();
+                    let mut first = std::mem::take(&mut first);
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 1024];
+                        while let Ok(n) = socket.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let path = String::from_utf8_lossy(&buf[..n])
+                                .split(' ')
+                                .nth(1)
+                                .unwrap_or("")
+                                .to_owned();
+                            let answer = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
+                                path.len()
+                            );
+                            if socket.write_all(answer.as_bytes()).await.is_err() {
+                                break;
+                            }
+                            if std::mem::take(&mut first) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                let extra = "HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\ninjected";
+                                let _ = socket.write_all(extra.as_bytes()).await;
+                                let _ = injected_tx.send(());
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        let pool = pool();
+        let get = |path: &'static str| {
+            let pool = Arc::clone(&pool);
+            let to = to.clone();
+            async move {
+                let response = pool
+                    .send(
+                        0,
+                        &to,
+                        &PathAndQuery::from_static(path),
+                        Request::new(empty()),
+                    )
+                    .await
+                    .expect("answered");
+                let body = response.into_body().collect().await.expect("body");
+                String::from_utf8(body.to_bytes().to_vec()).expect("text")
+            }
+        };
+        assert_eq!(get("/first").await, "/first");
+        // Blocks this runtime's only thread: no reactor turn until the next request, so
+        // the kernel, not the runtime, says bytes are waiting.
+        injected.recv().expect("the extra response went out");
+        assert_eq!(get("/second").await, "/second");
+        assert_eq!(get("/third").await, "/third");
     }
 
     #[tokio::test]
