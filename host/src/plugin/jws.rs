@@ -30,9 +30,6 @@ const UNDERSTOOD_CRIT: &[&str] = &["b64"];
 
 fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
     let malformed = |why: &str| VerifyError::Malformed(why.to_owned());
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed("token longer than 16 KiB"));
-    }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -118,6 +115,27 @@ pub enum Keys<'a> {
     Secret(&'a [u8]),
 }
 
+/// A key source as one verification uses it: an inline set's text hashed once, for the
+/// set's cache and for the memory of verified tokens.
+enum Source<'a> {
+    Url(&'a str),
+    Inline { text: &'a str, digest: [u8; 32] },
+    Secret(&'a [u8]),
+}
+
+impl<'a> From<Keys<'a>> for Source<'a> {
+    fn from(keys: Keys<'a>) -> Self {
+        match keys {
+            Keys::Url(url) => Self::Url(url),
+            Keys::Inline(text) => Self::Inline {
+                text,
+                digest: digest(text.as_bytes()),
+            },
+            Keys::Secret(secret) => Self::Secret(secret),
+        }
+    }
+}
+
 impl KeySets {
     /// Verifies `token`'s signature with one of `allowed` and a key from `keys`.
     ///
@@ -136,15 +154,11 @@ impl KeySets {
                 "token longer than 16 KiB".to_owned(),
             ));
         }
-        // An inline set's text is hashed once per call, for the set's cache and the memory.
-        let inline_digest = match keys {
-            Keys::Inline(text) => Some(digest(text.as_bytes())),
-            _ => None,
-        };
-        let memory_key = remembered_key(token, &keys, inline_digest.as_ref(), allowed);
+        let source = Source::from(keys);
+        let memory_key = remembered_key(token, &source, allowed);
         if let Some(hit) = self.verified.get(&memory_key) {
             let kid = hit.verified.key_id.as_deref();
-            let set = self.current_set(&keys, inline_digest.as_ref(), kid).await?;
+            let set = self.current_set(&source, kid).await?;
             let same_set = match (&hit.set, &set) {
                 (None, None) => true,
                 // The set that verified it is still alive and still the source's current one.
@@ -168,12 +182,12 @@ impl KeySets {
             .ok_or_else(|| VerifyError::AlgorithmNotAllowed(parsed.alg_name.clone()))?;
         let alg = to_jwt_alg(algorithm);
         let kid = parsed.kid.as_deref();
-        if matches!(keys, Keys::Secret(_)) && !is_hmac(alg) {
+        if matches!(source, Source::Secret(_)) && !is_hmac(alg) {
             return Err(VerifyError::InvalidKeys(
                 "a shared secret verifies HS256/384/512 tokens only".to_owned(),
             ));
         }
-        let set = self.current_set(&keys, inline_digest.as_ref(), kid).await?;
+        let set = self.current_set(&source, kid).await?;
 
         let verifies = |key: &DecodingKey| {
             jsonwebtoken::crypto::verify(
@@ -184,8 +198,8 @@ impl KeySets {
             )
             .unwrap_or(false)
         };
-        let matched = match (&keys, &set) {
-            (Keys::Secret(secret), _) => verifies(&DecodingKey::from_secret(secret)),
+        let matched = match (&source, &set) {
+            (Source::Secret(secret), _) => verifies(&DecodingKey::from_secret(secret)),
             (_, Some(set)) => check_with(set, alg, kid, &verifies)?,
             (_, None) => false,
         };
@@ -208,25 +222,19 @@ impl KeySets {
         Ok(verified)
     }
 
-    /// The key set `keys` names now (none for a secret), fetched if need be for `kid`.
+    /// The key set `source` names now (none for a secret), fetched if need be for `kid`.
     async fn current_set(
         &self,
-        keys: &Keys<'_>,
-        inline_digest: Option<&[u8; 32]>,
+        source: &Source<'_>,
         kid: Option<&str>,
     ) -> Result<Option<Arc<KeySet>>, VerifyError> {
-        Ok(match keys {
-            Keys::Secret(_) => None,
-            Keys::Inline(text) => {
-                let digest = inline_digest
-                    .copied()
-                    .unwrap_or_else(|| digest(text.as_bytes()));
-                Some(
-                    self.inline(digest, text)
-                        .map_err(VerifyError::InvalidKeys)?,
-                )
-            }
-            Keys::Url(url) => Some(
+        Ok(match source {
+            Source::Secret(_) => None,
+            Source::Inline { text, digest } => Some(
+                self.inline(*digest, text)
+                    .map_err(VerifyError::InvalidKeys)?,
+            ),
+            Source::Url(url) => Some(
                 self.by_url(url, kid)
                     .await
                     .map_err(VerifyError::KeysUnavailable)?,
@@ -242,30 +250,22 @@ impl KeySets {
 
 /// What a remembered verification is filed under: the token, where its keys come from,
 /// and the algorithm, hashed together.
-fn remembered_key(
-    token: &str,
-    keys: &Keys<'_>,
-    inline_digest: Option<&[u8; 32]>,
-    allowed: &[WitAlgorithm],
-) -> [u8; 32] {
+fn remembered_key(token: &str, source: &Source<'_>, allowed: &[WitAlgorithm]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     // The token's length first: no token can pass for another one followed by a source.
     h.update((token.len() as u64).to_le_bytes());
     h.update(token.as_bytes());
-    match keys {
-        Keys::Url(url) => {
+    match source {
+        Source::Url(url) => {
             h.update(b"\0url\0");
             h.update(url.as_bytes());
         }
-        Keys::Inline(text) => {
+        Source::Inline { digest, .. } => {
             h.update(b"\0jwks\0");
-            match inline_digest {
-                Some(d) => h.update(d),
-                None => h.update(digest(text.as_bytes())),
-            }
+            h.update(digest);
         }
-        Keys::Secret(secret) => {
+        Source::Secret(secret) => {
             h.update(b"\0secret\0");
             h.update(secret);
         }
@@ -280,7 +280,7 @@ fn remembered_key(
 }
 
 /// SHA-256 of `bytes`: what an inline key set is filed under.
-pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
+fn digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).into()
 }
