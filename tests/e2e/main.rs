@@ -4,6 +4,7 @@
 mod binary;
 mod crypto;
 mod edge;
+mod instances;
 mod jwt_auth;
 mod key_auth;
 mod limits;
