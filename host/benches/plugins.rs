@@ -35,7 +35,7 @@ use token::{BenchToken as Keys, bench_token as keys};
 
 // The gateway binary runs on mimalloc; measure the plugin path under the same allocator.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: portcullis_alloc::MiMalloc = portcullis_alloc::MiMalloc;
 
 /// One case: a route of plugin entries, and what its requests carry.
 struct Case {

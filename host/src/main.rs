@@ -9,11 +9,9 @@ use portcullis::runtime::Runtime;
 use portcullis::server::RunningGateway;
 use portcullis::telemetry::{self, LogFormat};
 
-/// mimalloc instead of glibc malloc: the request path makes many short-lived small
-/// allocations, and glibc's malloc/free were a tenth of the CPU time per proxied request
-/// under load (bench/proxy.sh with perf).
+/// mimalloc, for the reasons in `portcullis_alloc`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: portcullis_alloc::MiMalloc = portcullis_alloc::MiMalloc;
 
 /// Portcullis: an API gateway whose policies are WebAssembly components.
 ///
@@ -128,6 +126,8 @@ async fn run(path: &std::path::Path) -> ExitCode {
     for address in &gateway.addresses {
         tracing::info!(%address, routes, "listening");
     }
+    // What loading freed is given back now: an idle gateway would otherwise keep it.
+    portcullis_alloc::release_free_memory();
     wait_for_signal().await;
     tracing::info!("shutdown requested");
     if gateway.shutdown().await {
