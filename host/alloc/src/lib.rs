@@ -1,6 +1,5 @@
 //! The gateway's process allocator, kept in its own crate because returning memory to
-//! the system needs one foreign call, and every other crate of the workspace forbids
-//! `unsafe` code.
+//! the system needs one foreign call, and the gateway's crate forbids `unsafe` code.
 //!
 //! mimalloc instead of glibc malloc: the request path makes many short-lived small
 //! allocations, and glibc's malloc/free were a tenth of the CPU time per proxied request
@@ -18,8 +17,9 @@ pub use mimalloc::MiMalloc;
 /// when later allocations on the same thread get round to it.
 ///
 /// Loading a config (parsing, building plugins, instantiating components) allocates and
-/// frees tens of megabytes; the gateway then often sits idle, so that freed memory stayed
-/// resident: 8.7 MiB of the 35 MiB a 20-route config held after start
+/// frees tens of megabytes, which mimalloc returns only after a delay and when the same
+/// thread allocates again: a gateway without traffic kept it, 9 MiB of the 33 MiB a
+/// 20-route config held after start, 13 MiB after a first start that compiled
 /// (bench/memory.sh, BENCHMARKS.md "Memory"). Call it once a load is over; it is cheap
 /// but not free (it walks the calling thread's heap), so not on the request path.
 pub fn release_free_memory() {

@@ -279,9 +279,11 @@ impl ListenerSettings {
         let service = service_fn(move |req| {
             let handler = Arc::clone(&handler);
             let connection = Arc::clone(&connection);
-            // Boxed per request: hyper keeps a slot the size of this future for every
-            // connection, idle or not, and the whole request path's state is ~5 KiB;
-            // boxed, an idle connection keeps a pointer instead (bench/memory.sh).
+            // Boxed per request: hyper's HTTP/1 dispatcher keeps a slot the size of this
+            // future for every connection, idle or not, and the whole request path's
+            // state is ~5 KiB; boxed, an idle connection keeps a pointer instead
+            // (bench/memory.sh). HTTP/2 spawns each stream, so there it costs one
+            // allocation per request.
             Box::pin(async move {
                 Ok::<_, std::convert::Infallible>(handler.handle(&connection, req).await)
             })
