@@ -178,6 +178,65 @@ async fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+/// The header timeout bounds how long a request head takes to arrive, not how long a
+/// keep-alive connection may wait for its next request: that is `idle_timeout`, as
+/// nginx's `keepalive_timeout` beside its `client_header_timeout`.
+#[tokio::test]
+async fn keep_alive_connections_outlast_the_header_timeout() {
+    let up = TestUpstream::start("svc").await;
+    let limits = "header_read_timeout = \"200ms\"\nidle_timeout = \"5m\"";
+    let gw = TestGateway::start(&config(up.addr, limits, "")).await;
+    for (name, mut conn) in [
+        ("HTTP/1.1", Conn::h1(gw.addr()).await),
+        ("h2c", Conn::h2c(gw.addr()).await),
+    ] {
+        assert_eq!(conn.send(get("h", "/")).await.status, 200, "{name}");
+        // Idle for three header timeouts: the span under test, not a wait for an event.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert_eq!(
+            conn.send(get("h", "/")).await.status,
+            200,
+            "{name}: an idle keep-alive connection was cut at the header timeout"
+        );
+    }
+}
+
+/// A later request's head trickled a byte at a time is cut at the header timeout, counted
+/// from its first byte, although the connection itself may idle far longer.
+#[tokio::test]
+async fn a_trickled_later_head_is_cut_off() {
+    let up = TestUpstream::start("svc").await;
+    let limits = "header_read_timeout = \"300ms\"\nidle_timeout = \"5m\"";
+    let gw = TestGateway::start(&config(up.addr, limits, "")).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    let (mut rd, mut wr) = tcp.into_split();
+    wr.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = rd.read(&mut buf).await.expect("response");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // 20 s of trickle if nothing cuts it, as long as the patience of `closed_by_peer`.
+    let trickle = tokio::spawn(async move {
+        let head = [
+            b"GET / HTTP/1.1\r\nHost: h\r\nX-Slow: ".as_slice(),
+            &[b'a'; 400],
+        ]
+        .concat();
+        for byte in head {
+            if wr.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let closed = closed_by_peer(&mut rd).await;
+    trickle.abort();
+    assert!(closed, "a trickled head kept the connection open");
+}
+
 #[tokio::test]
 async fn open_connections_are_capped() {
     let up = TestUpstream::start("svc").await;

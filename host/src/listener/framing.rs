@@ -148,6 +148,13 @@ impl FramingGuard {
         }
     }
 
+    /// Whether a request head has started and not ended: the bytes so far are kept,
+    /// waiting for the rest. False between requests, in bodies, and once off (HTTP/2,
+    /// tunnels; streams hyper itself refuses).
+    pub fn partial_head(&self) -> bool {
+        matches!(self.state, State::Head) && !self.buf.is_empty()
+    }
+
     fn off(&mut self) {
         self.state = State::Off;
         self.buf = Vec::new();

@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::framing::FramingGuard;
 
-/// Activity of one connection: when bytes last moved, how many requests are open, and
-/// whether the client is taking what is sent to it.
+/// Activity of one connection: when bytes last moved, how many requests are open, since
+/// when a request head has been arriving, and whether the client is taking what is sent
+/// to it.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
@@ -23,6 +24,14 @@ pub struct Activity {
     write_blocked: AtomicU64,
     /// When bytes were last written (ms after `epoch`).
     last_write_ms: AtomicU64,
+    /// Since when (ms after `epoch`, plus one; 0 = not) an HTTP/1 request head has been
+    /// arriving: from the connection's start for its first request, from the first byte
+    /// of each later one. This, not hyper's timer, is `header_read_timeout`: hyper's also
+    /// runs while a keep-alive connection waits for its next request, which cut every
+    /// idle connection at the header timeout instead of `idle_timeout`.
+    head_since: AtomicU64,
+    /// Woken when a head starts arriving, so the connection's timer can move closer.
+    pub head_started: tokio::sync::Notify,
     /// The responses in flight, each with the time a chunk was handed out and not yet
     /// followed by another poll of the body.
     sends: Mutex<Vec<Weak<SendProgress>>>,
@@ -52,7 +61,36 @@ impl Activity {
             open_requests: AtomicUsize::new(0),
             write_blocked: AtomicU64::new(0),
             last_write_ms: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            head_started: tokio::sync::Notify::new(),
             sends: Mutex::default(),
+        }
+    }
+
+    /// Starts the head clock now, for the first request of an HTTP/1 connection.
+    pub fn expect_head(&self) {
+        self.head_since.store(self.mark(), Ordering::Relaxed);
+    }
+
+    /// Since when a request head has been arriving, if one is.
+    pub fn head_since(&self) -> Option<Instant> {
+        match self.head_since.load(Ordering::Relaxed) {
+            0 => None,
+            mark => Some(self.epoch + std::time::Duration::from_millis(mark - 1)),
+        }
+    }
+
+    /// Follows what the framing guard saw in the bytes just read: a head cut by the end of
+    /// the read starts the clock (unless it runs already), anything else stops it.
+    fn head_seen(&self, partial: bool) {
+        if !partial {
+            self.head_since.store(0, Ordering::Relaxed);
+        } else if self
+            .head_since
+            .compare_exchange(0, self.mark(), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.head_started.notify_one();
         }
     }
 
@@ -188,6 +226,7 @@ impl<S: AsyncRead> AsyncRead for WatchedIo<S> {
                 this.activity.touch();
                 if let Some(guard) = this.framing.as_mut() {
                     guard.feed(new);
+                    this.activity.head_seen(guard.partial_head());
                 }
             }
         }

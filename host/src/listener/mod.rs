@@ -263,6 +263,10 @@ impl ListenerSettings {
                 Arc::clone(&verdicts),
             )
         });
+        let http1 = guard.is_some();
+        if http1 {
+            activity.expect_head();
+        }
         let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity), guard));
         let connection = Arc::new(Connection {
             peer,
@@ -296,7 +300,9 @@ impl ListenerSettings {
         let send_timeout = limits.send_timeout;
         // The send timeout is checked a few times within its length.
         let send_check = (send_timeout / 4).max(Duration::from_millis(50));
-        let idle_timer = tokio::time::sleep(idle.min(send_check));
+        let head_timeout = limits.header_read_timeout;
+        let first = if http1 { head_timeout } else { idle };
+        let idle_timer = tokio::time::sleep(first.min(idle).min(send_check));
         tokio::pin!(idle_timer);
         let mut closing = false;
         loop {
@@ -311,6 +317,14 @@ impl ListenerSettings {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
+                () = activity.head_started.notified() => {
+                    if let Some(since) = activity.head_since() {
+                        let due = since + head_timeout;
+                        if due < idle_timer.deadline().into_std() {
+                            idle_timer.as_mut().reset(due.into());
+                        }
+                    }
+                }
                 () = &mut idle_timer => {
                     let stalled = activity.send_stalled_for();
                     if stalled >= send_timeout {
@@ -321,6 +335,17 @@ impl ListenerSettings {
                     }
                     let now = std::time::Instant::now();
                     let open = activity.open_requests.load(std::sync::atomic::Ordering::Relaxed);
+                    // A head still arriving while no request is being served (a pipelined
+                    // one waits for its turn, as with hyper's own timer).
+                    let head_due = activity
+                        .head_since()
+                        .filter(|_| open == 0)
+                        .map(|since| since + head_timeout);
+                    if head_due.is_some_and(|due| due <= now) {
+                        // Like hyper's header timeout: no answer, the connection is dropped.
+                        tracing::debug!(%peer, "closing a connection whose request head did not arrive in time (header_read_timeout)");
+                        break;
+                    }
                     let deadline = activity.last() + idle;
                     if !closing && open == 0 && deadline <= now {
                         tracing::debug!(%peer, "closing idle connection");
@@ -328,6 +353,7 @@ impl ListenerSettings {
                         closing = true;
                     }
                     let next = if open == 0 && !closing { deadline } else { now + idle };
+                    let next = head_due.map_or(next, |due| next.min(due));
                     idle_timer.as_mut().reset(next.min(now + send_check).into());
                 }
             }
@@ -347,7 +373,9 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The header timeout is the connection loop's (`Activity::head_since`): hyper's
+        // also ran between keep-alive requests and cut idle connections at it.
+        .header_read_timeout(None)
         .max_headers(limits.max_headers * 2)
         .max_buf_size(hard_header_cap(limits))
         // A client that shuts its sending side after the request (`nc -N`, some health

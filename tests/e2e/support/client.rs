@@ -212,7 +212,7 @@ pub fn raw_status(response: &str) -> u16 {
 }
 
 /// Reads until the peer closes; `true` when it closed (rather than the patience ran out).
-pub async fn closed_by_peer(tcp: &mut tokio::net::TcpStream) -> bool {
+pub async fn closed_by_peer(tcp: &mut (impl AsyncRead + Unpin)) -> bool {
     let mut buf = [0u8; 1024];
     let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
         loop {
