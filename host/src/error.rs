@@ -187,10 +187,12 @@ impl GatewayError {
         }
         if matches!(
             self,
-            Self::BadRequest(_) | Self::BadBody | Self::BodyTimeout
+            Self::BadRequest(_) | Self::BadBody | Self::BodyTimeout | Self::MethodNotImplemented
         ) {
             // The framing of whatever follows on this connection cannot be trusted, or
-            // the rest of an unread body stands between us and the next request.
+            // the rest of an unread body stands between us and the next request. After a
+            // CONNECT, what follows was meant for a tunnel, and the framing guard (and so
+            // the header timeout) stopped following the connection there.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

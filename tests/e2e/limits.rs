@@ -237,6 +237,55 @@ async fn a_trickled_later_head_is_cut_off() {
     assert!(closed, "a trickled head kept the connection open");
 }
 
+/// An HTTP/2 client that ignores the GOAWAY sent at the idle timeout (and never answers
+/// the ping that comes with it) is dropped instead of keeping its connection for good.
+#[tokio::test]
+async fn an_h2c_client_that_ignores_goaway_is_dropped() {
+    let up = TestUpstream::start("svc").await;
+    let gw = TestGateway::start(&config(up.addr, "idle_timeout = \"200ms\"", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    // The preface and an empty SETTINGS frame; then nothing, not even the SETTINGS ack.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    assert!(
+        closed_by_peer(&mut tcp).await,
+        "a client deaf to GOAWAY kept its connection"
+    );
+}
+
+/// A head pipelined behind a slow request, arriving in part, neither cuts the response
+/// ahead of it nor outlives its own header timeout once that response is sent.
+#[tokio::test]
+async fn a_partial_pipelined_head_waits_for_its_turn() {
+    let up = TestUpstream::start("svc").await;
+    let limits = "header_read_timeout = \"300ms\"\nidle_timeout = \"5m\"";
+    let gw = TestGateway::start(&config(up.addr, limits, "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /delay/900 HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tcp.read_to_end(&mut answer).await
+    })
+    .await;
+    assert!(closed.is_ok(), "the partial head kept the connection open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let body_len: usize = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let body = &answer[answer.find("\r\n\r\n").expect("head end") + 4..];
+    assert_eq!(body.len(), body_len, "the slow response was cut: {answer}");
+}
+
 #[tokio::test]
 async fn open_connections_are_capped() {
     let up = TestUpstream::start("svc").await;

@@ -86,6 +86,8 @@ async fn connect_and_authority_form_targets_are_not_served() {
         )
         .await;
     assert_eq!(connect.status, 501);
+    // What follows a CONNECT was meant for a tunnel: the connection is not kept.
+    assert_eq!(connect.header("connection"), Some("close"));
     // The authority form is CONNECT's alone.
     let authority_form = gw
         .send(

@@ -30,7 +30,8 @@ pub struct Activity {
     /// runs while a keep-alive connection waits for its next request, which cut every
     /// idle connection at the header timeout instead of `idle_timeout`.
     head_since: AtomicU64,
-    /// Woken when a head starts arriving, so the connection's timer can move closer.
+    /// Woken when a head starts arriving (or a pipelined one gets its turn), so the
+    /// connection's timer can move closer.
     pub head_started: tokio::sync::Notify,
     /// The responses in flight, each with the time a chunk was handed out and not yet
     /// followed by another poll of the body.
@@ -185,8 +186,18 @@ impl crate::body::SendWatch for OpenRequest {
 
 impl Drop for OpenRequest {
     fn drop(&mut self) {
-        self.activity.touch();
-        self.activity.open_requests.fetch_sub(1, Ordering::Relaxed);
+        let activity = &self.activity;
+        activity.touch();
+        let was_last = activity.open_requests.fetch_sub(1, Ordering::Relaxed) == 1;
+        // A pipelined head that arrived in part while this request was served gets its
+        // whole header timeout from now, as from hyper, which starts reading it now; the
+        // connection's timer is told, or it would look only at its next periodic check.
+        if was_last && activity.head_since.load(Ordering::Relaxed) != 0 {
+            activity
+                .head_since
+                .store(activity.mark(), Ordering::Relaxed);
+            activity.head_started.notify_one();
+        }
     }
 }
 

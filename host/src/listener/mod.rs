@@ -304,6 +304,9 @@ impl ListenerSettings {
         let first = if http1 { head_timeout } else { idle };
         let idle_timer = tokio::time::sleep(first.min(idle).min(send_check));
         tokio::pin!(idle_timer);
+        // Since when the connection has been asked to end (idle or draining): a client
+        // that ignores HTTP/2's GOAWAY would otherwise keep it for good.
+        let mut closing_since: Option<std::time::Instant> = None;
         let mut closing = false;
         loop {
             tokio::select! {
@@ -316,6 +319,7 @@ impl ListenerSettings {
                 _ = shutdown.wait_for(|stop| *stop), if !closing => {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                    closing_since = Some(std::time::Instant::now());
                 }
                 () = activity.head_started.notified() => {
                     if let Some(since) = activity.head_since() {
@@ -351,8 +355,15 @@ impl ListenerSettings {
                         tracing::debug!(%peer, "closing idle connection");
                         conn.as_mut().graceful_shutdown();
                         closing = true;
+                        closing_since = Some(now);
+                    }
+                    let close_due = closing_since.map(|since| since + CLOSE_GRACE);
+                    if open == 0 && close_due.is_some_and(|due| due <= now) {
+                        tracing::debug!(%peer, "dropping a connection that did not end when asked (GOAWAY ignored)");
+                        break;
                     }
                     let next = if open == 0 && !closing { deadline } else { now + idle };
+                    let next = close_due.map_or(next, |due| next.min(due));
                     let next = head_due.map_or(next, |due| next.min(due));
                     idle_timer.as_mut().reset(next.min(now + send_check).into());
                 }
@@ -360,6 +371,11 @@ impl ListenerSettings {
         }
     }
 }
+
+/// How long a connection asked to end (GOAWAY sent, or HTTP/1 keep-alive turned off)
+/// may take to do so once no request is open, before it is dropped: Envoy's HTTP/2
+/// `drain_timeout` default.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// hyper's own header cap sits above our limit, so that requests just over it get our
 /// problem+json 431 from the request path; only grossly oversized heads meet hyper's
