@@ -95,6 +95,17 @@ impl Activity {
         }
     }
 
+    /// The last open request has ended: a pipelined head that arrived in part while it
+    /// was served gets its whole header timeout from now, as from hyper, which starts
+    /// reading it now; the connection's timer is told, or it would look only at its next
+    /// periodic check.
+    fn head_gets_its_turn(&self) {
+        if self.head_since.load(Ordering::Relaxed) != 0 {
+            self.head_since.store(self.mark(), Ordering::Relaxed);
+            self.head_started.notify_one();
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -188,15 +199,8 @@ impl Drop for OpenRequest {
     fn drop(&mut self) {
         let activity = &self.activity;
         activity.touch();
-        let was_last = activity.open_requests.fetch_sub(1, Ordering::Relaxed) == 1;
-        // A pipelined head that arrived in part while this request was served gets its
-        // whole header timeout from now, as from hyper, which starts reading it now; the
-        // connection's timer is told, or it would look only at its next periodic check.
-        if was_last && activity.head_since.load(Ordering::Relaxed) != 0 {
-            activity
-                .head_since
-                .store(activity.mark(), Ordering::Relaxed);
-            activity.head_started.notify_one();
+        if activity.open_requests.fetch_sub(1, Ordering::Relaxed) == 1 {
+            activity.head_gets_its_turn();
         }
     }
 }

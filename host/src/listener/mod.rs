@@ -307,7 +307,6 @@ impl ListenerSettings {
         // Since when the connection has been asked to end (idle or draining): a client
         // that ignores HTTP/2's GOAWAY would otherwise keep it for good.
         let mut closing_since: Option<std::time::Instant> = None;
-        let mut closing = false;
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
@@ -316,9 +315,8 @@ impl ListenerSettings {
                     }
                     break;
                 }
-                _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                _ = shutdown.wait_for(|stop| *stop), if closing_since.is_none() => {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
                     closing_since = Some(std::time::Instant::now());
                 }
                 () = activity.head_started.notified() => {
@@ -351,10 +349,9 @@ impl ListenerSettings {
                         break;
                     }
                     let deadline = activity.last() + idle;
-                    if !closing && open == 0 && deadline <= now {
+                    if closing_since.is_none() && open == 0 && deadline <= now {
                         tracing::debug!(%peer, "closing idle connection");
                         conn.as_mut().graceful_shutdown();
-                        closing = true;
                         closing_since = Some(now);
                     }
                     let close_due = closing_since.map(|since| since + CLOSE_GRACE);
@@ -362,7 +359,7 @@ impl ListenerSettings {
                         tracing::debug!(%peer, "dropping a connection that did not end when asked (GOAWAY ignored)");
                         break;
                     }
-                    let next = if open == 0 && !closing { deadline } else { now + idle };
+                    let next = if open == 0 && closing_since.is_none() { deadline } else { now + idle };
                     let next = close_due.map_or(next, |due| next.min(due));
                     let next = head_due.map_or(next, |due| next.min(due));
                     idle_timer.as_mut().reset(next.min(now + send_check).into());
