@@ -188,6 +188,42 @@ fn cases(k: &Keys) -> Vec<Case> {
             }),
         });
     }
+    // Fresh instances started from a snapshot taken after `check-config` (`preinitialise`):
+    // the fresh mode a plugin with a costly set-up is meant to use.
+    let snapshot = |body: &str| format!("[[routes.plugins]]\n{body}preinitialise = true\n");
+    for (name, body, headers) in [
+        ("snapshot-noop", &noop, vec![]),
+        (
+            "snapshot-jwt-auth-rs256",
+            &jwt_auth,
+            vec![("authorization", format!("Bearer {}", k.token))],
+        ),
+        (
+            "snapshot-transform",
+            &transform,
+            vec![("x-debug", "1".into())],
+        ),
+    ] {
+        out.push(Case {
+            name,
+            entries: snapshot(body),
+            headers,
+            identity: false,
+            request: None,
+        });
+    }
+    out.push(Case {
+        name: "snapshot-validate-get",
+        entries: snapshot(&validate),
+        headers: vec![],
+        identity: false,
+        request: Some(Target {
+            method: Method::GET,
+            path: "/api/v3/pet/findByTags",
+            query: Some("tags=good&tags=small&limit=20"),
+            body: None,
+        }),
+    });
     // RS256 verified inside the component (RustCrypto), against jwt-auth's host crypto and
     // the native verification below: the cost host crypto saves.
     out.push(Case {
@@ -345,8 +381,14 @@ fn percentiles() {
         .enable_all()
         .build()
         .expect("tokio");
+    // The filter criterion was given (`cargo bench --bench plugins -- snapshot`) selects
+    // the cases timed here too.
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
     println!("\nper-call latency of the request phase (20 000 calls after 2 000 warm-up):");
-    for case in &cases {
+    for case in cases.iter().filter(|c| c.name.contains(filter.as_str())) {
         let samples: Vec<Duration> = rt.block_on(async {
             for _ in 0..2_000 {
                 one(case).await;
