@@ -19,3 +19,4 @@ mod tls;
 mod transform;
 mod upstreams;
 mod validate;
+mod wasi;

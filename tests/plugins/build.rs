@@ -1,23 +1,30 @@
 //! Builds the test plugins in `guests/examples/` as WASI-free components (see
-//! `portcullis-plugin-builder`) and writes their paths as constants for the tests and
-//! benches.
+//! `portcullis-plugin-builder`), and those in `wasi-guests/examples/` for `wasm32-wasip2`
+//! as Rust's std makes them, and writes their paths as constants for the tests and benches.
 
 use std::path::PathBuf;
 
-use portcullis_plugin_builder::{Artifacts, build};
+use portcullis_plugin_builder::{Artifacts, build, build_wasip2};
 
 fn main() {
-    let built = build(
+    let mut built = build(
         &[Artifacts::Examples {
             package: "portcullis-test-guests",
             dir: "tests/plugins/guests",
         }],
         &["tests/plugins/guests"],
     );
+    built.extend(build_wasip2(
+        &[Artifacts::Examples {
+            package: "portcullis-test-wasi-guests",
+            dir: "tests/plugins/wasi-guests",
+        }],
+        &["tests/plugins/wasi-guests"],
+    ));
     let mut constants = String::new();
     for plugin in &built {
         constants.push_str(&format!(
-            "/// The `{name}` test plugin (`tests/plugins/guests/examples/{name}.rs`).\npub const {}: &str = {:?};\n",
+            "/// The `{name}` test plugin (`tests/plugins/*/examples/{name}.rs`).\npub const {}: &str = {:?};\n",
             plugin.name.to_ascii_uppercase(),
             plugin.path.display().to_string(),
             name = plugin.name,

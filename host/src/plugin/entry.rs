@@ -386,7 +386,7 @@ impl Entry {
         let live = instance.live()?;
         let store = &mut live.store;
         let state = store.data_mut();
-        state.request_id = Some(Arc::clone(&request.request_id));
+        state.serve(&request.request_id);
         state.request = Some(std::mem::take(request));
         state.begin_call(true);
         let handler = live.bindings.portcullis_plugin_handler();

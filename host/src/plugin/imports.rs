@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::bindings::portcullis::plugin::{cache, crypto, host, outbound_http, types};
 use super::bindings::{EditError, Identity};
-use super::info::{Grants, LOG_LINES_PER_SECOND};
+use super::info::Grants;
 use super::jws::Keys;
 use super::state::{
     PluginState, RequestHandle, ResponseHandle, all_values, edit_error, first_value, header_list,
@@ -25,6 +25,7 @@ type Edit = wasmtime::Result<Result<(), EditError>>;
 /// A linker with the always-granted imports and those `grants` allows.
 pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
+    super::wasi::add_to_linker(&mut linker)?;
     types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
     host::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
     if !grants.http.is_empty() {
@@ -372,43 +373,15 @@ impl host::Host for PluginState {
     }
 
     fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
-        const MAX: usize = 4096;
-        let Some(dropped) = self.entry.log_lines.admit() else {
-            return Ok(());
+        let level = match level {
+            host::Level::Trace => tracing::Level::TRACE,
+            host::Level::Debug => tracing::Level::DEBUG,
+            host::Level::Info => tracing::Level::INFO,
+            host::Level::Warn => tracing::Level::WARN,
+            host::Level::Error => tracing::Level::ERROR,
         };
-        let message = if message.len() > MAX {
-            let mut end = MAX;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            &message[..end]
-        } else {
-            &message
-        };
-        let route = &*self.entry.route;
-        let plugin = &*self.entry.plugin;
-        let request_id = self.request_id.as_deref().unwrap_or("-");
-        if dropped > 0 {
-            tracing::warn!(
-                target: "portcullis::plugin",
-                route,
-                plugin,
-                dropped,
-                "plugin log lines dropped: over {LOG_LINES_PER_SECOND} per second"
-            );
-        }
-        macro_rules! emit {
-            ($lvl:expr) => {
-                tracing::event!(target: "portcullis::plugin", $lvl, route, plugin, request_id, "{message}")
-            };
-        }
-        match level {
-            host::Level::Trace => emit!(tracing::Level::TRACE),
-            host::Level::Debug => emit!(tracing::Level::DEBUG),
-            host::Level::Info => emit!(tracing::Level::INFO),
-            host::Level::Warn => emit!(tracing::Level::WARN),
-            host::Level::Error => emit!(tracing::Level::ERROR),
-        }
+        self.entry
+            .log_line(level, None, self.request_id.as_deref(), &message);
         Ok(())
     }
 

@@ -213,6 +213,55 @@ impl Default for LogQuota {
     }
 }
 
+/// The longest plugin log line written; longer ones are cut at a character boundary.
+pub const MAX_LOG_LINE: usize = 4096;
+
+impl EntryInfo {
+    /// Writes one of the plugin's log lines (from its `log` import or its WASI stdout and
+    /// stderr, named by `stream`), within the entry's quota, with the route, the plugin
+    /// and the request it served.
+    pub(super) fn log_line(
+        &self,
+        level: tracing::Level,
+        stream: Option<&'static str>,
+        request_id: Option<&str>,
+        message: &str,
+    ) {
+        let Some(dropped) = self.log_lines.admit() else {
+            return;
+        };
+        let mut end = message.len().min(MAX_LOG_LINE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        let route = &*self.route;
+        let plugin = &*self.plugin;
+        let request_id = request_id.unwrap_or("-");
+        if dropped > 0 {
+            tracing::warn!(
+                target: "portcullis::plugin",
+                route,
+                plugin,
+                dropped,
+                "plugin log lines dropped: over {LOG_LINES_PER_SECOND} per second"
+            );
+        }
+        macro_rules! emit {
+            ($lvl:expr) => {
+                tracing::event!(target: "portcullis::plugin", $lvl, route, plugin, request_id, stream, "{message}")
+            };
+        }
+        match level {
+            tracing::Level::TRACE => emit!(tracing::Level::TRACE),
+            tracing::Level::DEBUG => emit!(tracing::Level::DEBUG),
+            tracing::Level::INFO => emit!(tracing::Level::INFO),
+            tracing::Level::WARN => emit!(tracing::Level::WARN),
+            _ => emit!(tracing::Level::ERROR),
+        }
+    }
+}
+
 impl LogQuota {
     /// Whether one more line may be written now; when it may, the number of lines dropped
     /// since the last one written, so the log says that some are missing.

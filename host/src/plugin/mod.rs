@@ -12,7 +12,8 @@
 //! - [`config`]: the `[plugins]` table and each route's `[[routes.plugins]]` entries;
 //! - [`state`]: what one store holds;
 //! - [`stage`]: the pipeline's two stages of the request path;
-//! - `snapshot`: entries with `preinitialise`, snapshotted at load after their config check.
+//! - `snapshot`: entries with `preinitialise`, snapshotted at load after their config check;
+//! - `wasi`: the sandboxed WASI 0.2 each instance gets when its guest imports it.
 //!
 //! [`Loader`] turns the config's `[[routes.plugins]]` into pipelines: it compiles each
 //! component once (or loads it from the on-disk cache), checks its imports against the
@@ -35,6 +36,7 @@ pub mod services;
 mod snapshot;
 pub mod stage;
 pub mod state;
+mod wasi;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -267,29 +269,30 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
 }
 
 /// Refuses imports the entry was not granted, saying which grant is missing, and imports
-/// the gateway never provides (WASI among them: plugins get no files, sockets or
-/// environment).
+/// the gateway never provides (`wasi:http` among them: outbound HTTP goes through the
+/// contract's import), naming every one at once.
 fn check_imports(
     engine: &wasmtime::Engine,
     component: &Component,
     grants: &Grants,
 ) -> Result<(), String> {
+    let mut refused = Vec::new();
+    let mut grants_missing = Vec::new();
     for (name, _) in component.component_type().imports(engine) {
         let unversioned = name.split('@').next().unwrap_or(name);
         if matches!(
             unversioned,
             "portcullis:plugin/types" | "portcullis:plugin/host"
-        ) {
+        ) || wasi::SERVED.contains(&unversioned)
+        {
             continue;
         }
         let Some((_, grant, example)) = imports::CAPABILITIES
             .iter()
             .find(|(iface, _, _)| *iface == unversioned)
         else {
-            return Err(format!(
-                "imports `{name}`, which Portcullis does not provide to plugins; build it for \
-                 the portcullis:plugin@0.1.0 worlds (WASI is not available)"
-            ));
+            refused.push(format!("`{name}`"));
+            continue;
         };
         let granted = match *grant {
             "http" => !grants.http.is_empty(),
@@ -297,11 +300,28 @@ fn check_imports(
             _ => grants.crypto,
         };
         if !granted {
-            return Err(format!(
+            grants_missing.push(format!(
                 "imports `{name}` but this entry is not granted `{grant}`; add `{example}` to \
                  the entry if it should have it"
             ));
         }
     }
-    Ok(())
+    let mut problems = grants_missing;
+    if !refused.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "imports {}, which Portcullis does not provide to plugins (of WASI 0.2, \
+                 plugins get io, clocks, random, cli, and filesystem and sockets with \
+                 nothing to reach; outbound HTTP goes through the \
+                 `portcullis:plugin/outbound-http` import, under the `http` grant)",
+                refused.join(", ")
+            ),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }

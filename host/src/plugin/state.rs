@@ -119,6 +119,8 @@ pub struct PluginState {
     /// While the instance is being snapshotted: the keyed stream its random bytes come
     /// from, so that the same component and config give the same snapshot (`snapshot.rs`).
     pub(super) seeded: Option<super::snapshot::Seeded>,
+    /// The guest's WASI context, made on its first WASI call (`wasi.rs`).
+    pub(super) wasi: Option<Box<super::wasi::Wasi>>,
 }
 
 impl PluginState {
@@ -138,7 +140,17 @@ impl PluginState {
             request_id: None,
             fault: None,
             seeded: None,
+            wasi: None,
         }
+    }
+
+    /// Files what the plugin logs, through its `log` import or its WASI output, under
+    /// the request it is serving.
+    pub(super) fn serve(&mut self, request_id: &Arc<str>) {
+        if let Some(wasi) = &self.wasi {
+            wasi.serve(request_id);
+        }
+        self.request_id = Some(Arc::clone(request_id));
     }
 
     /// Random bytes for the guest: the system generator's, or the snapshot's keyed stream

@@ -6,11 +6,16 @@
 //! of their own (`target/wasm-plugins`: the outer cargo holds the lock of the main one
 //! while build scripts run), then each module is wrapped with `wit-component`. The result
 //! imports nothing but the `portcullis:plugin` interfaces it uses: no WASI.
+//!
+//! [`build_wasip2`] builds for `wasm32-wasip2` instead, as a plugin author using Rust's
+//! standard library would: rustc's linker makes the component itself, importing the WASI
+//! interfaces that std uses.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-unknown-unknown";
+const TARGET_WASIP2: &str = "wasm32-wasip2";
 
 /// What to build from one package.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +40,15 @@ pub struct Built {
 ///
 /// Panics with the reason when anything fails: it runs inside build scripts.
 pub fn build(artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
+    build_for(TARGET, artifacts, watched)
+}
+
+/// As [`build`], for `wasm32-wasip2`: the components rustc makes are copied as they are.
+pub fn build_wasip2(artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
+    build_for(TARGET_WASIP2, artifacts, watched)
+}
+
+fn build_for(target: &str, artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
     let workspace = workspace_root();
     for dir in ["sdk", "wit", ".cargo"].iter().chain(watched) {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
@@ -46,8 +60,8 @@ pub fn build(artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
         .map_or_else(|| workspace.join("target"), Path::to_path_buf);
     let target_dir = target_root.join("wasm-plugins");
 
-    ensure_target();
-    let mut cargo = nested_cargo(&workspace, &target_dir);
+    ensure_target(target);
+    let mut cargo = nested_cargo(&workspace, &target_dir, target);
     let (mut libs, mut examples) = (false, false);
     for artifact in artifacts {
         match artifact {
@@ -70,13 +84,20 @@ pub fn build(artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
     let status = cargo.status().expect("running cargo for the plugins");
     assert!(status.success(), "building the plugins failed");
 
-    let release = target_dir.join(TARGET).join("release");
+    let release = target_dir.join(target).join("release");
+    let finish = |module: &Path, name: &str| {
+        if target == TARGET {
+            wrap(module, name, &out)
+        } else {
+            copy(module, name, &out)
+        }
+    };
     let mut built = Vec::new();
     for artifact in artifacts {
         match artifact {
             Artifacts::Lib { package, name } => {
                 let module = release.join(format!("{}.wasm", package.replace('-', "_")));
-                built.push(wrap(&module, name, &out));
+                built.push(finish(&module, name));
             }
             Artifacts::Examples { dir, .. } => {
                 let sources = workspace.join(dir).join("examples");
@@ -91,7 +112,7 @@ pub fn build(artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec<Built> {
                 names.sort();
                 for name in names {
                     let module = release.join("examples").join(format!("{name}.wasm"));
-                    built.push(wrap(&module, &name, &out));
+                    built.push(finish(&module, &name));
                 }
             }
         }
@@ -109,12 +130,12 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn nested_cargo(workspace: &Path, target_dir: &Path) -> Command {
+fn nested_cargo(workspace: &Path, target_dir: &Path, target: &str) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", TARGET])
+        .args(["build", "--release", "--locked", "--target", target])
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings are for the host, not for this nested wasm build.
@@ -156,16 +177,27 @@ fn wrap(module: &Path, name: &str, out: &Path) -> Built {
     }
 }
 
+fn copy(component: &Path, name: &str, out: &Path) -> Built {
+    let path = out.join(format!("{name}.wasm"));
+    std::fs::copy(component, &path)
+        .unwrap_or_else(|e| panic!("plugin {name} was not built ({}): {e}", component.display()));
+    Built {
+        name: name.to_owned(),
+        path,
+    }
+}
+
 fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| panic!("{key} is set by cargo"))
 }
 
-/// A fresh machine may have the toolchain without the wasm target that
-/// `rust-toolchain.toml` lists: add it, as `rustup` would on a toolchain install.
-fn ensure_target() {
+/// A fresh machine may have the toolchain without the wasm targets that
+/// `rust-toolchain.toml` lists: add the one needed, as `rustup` would on a toolchain
+/// install.
+fn ensure_target(target: &str) {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", TARGET])
+        .args(["--print", "target-libdir", "--target", target])
         .output()
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_owned()));
@@ -175,8 +207,8 @@ fn ensure_target() {
         return;
     }
     let status = Command::new("rustup")
-        .args(["target", "add", TARGET])
+        .args(["target", "add", target])
         .status()
-        .expect("rustup is needed to add the wasm32-unknown-unknown target");
-    assert!(status.success(), "`rustup target add {TARGET}` failed");
+        .unwrap_or_else(|e| panic!("rustup is needed to add the {target} target: {e}"));
+    assert!(status.success(), "`rustup target add {target}` failed");
 }

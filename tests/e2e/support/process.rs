@@ -76,6 +76,18 @@ impl GatewayProcess {
         }
     }
 
+    /// The next operational-log line whose message contains `text`.
+    pub fn wait_for_ops_containing(&self, text: &str) -> serde_json::Value {
+        loop {
+            let line = self.ops.recv_timeout(PATIENCE).expect("ops log ended");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["message"].as_str().is_some_and(|m| m.contains(text))
+            {
+                return v;
+            }
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
