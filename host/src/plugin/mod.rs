@@ -173,31 +173,42 @@ impl Loader {
         })
     }
 
-    fn component(&mut self, source: &PluginSource) -> Result<(Component, Arc<[u8]>), String> {
+    /// The entry's component, compiled once per load; its imports are checked against
+    /// `grants` first, from the bytes, so a component refused for what it imports is
+    /// refused before it costs a compile (seconds for an interpreter's component).
+    fn component(
+        &mut self,
+        source: &PluginSource,
+        grants: &Grants,
+    ) -> Result<(Component, Arc<[u8]>), String> {
         let key = match source {
             PluginSource::File(path) => path.display().to_string(),
             PluginSource::Builtin(b) => format!("built-in {}", b.name),
         };
         if let Some((c, bytes)) = self.compiled.get(&key) {
+            check_imports(bytes, grants)?;
             return Ok((c.clone(), Arc::clone(bytes)));
         }
-        let (component, bytes) =
-            match source {
-                PluginSource::File(path) => {
-                    let bytes = std::fs::read(path)
-                        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-                    let component = self.engine.compile(&bytes).map_err(|e| {
-                        format!("`{}` is not a valid component: {e}", path.display())
-                    })?;
-                    (component, Arc::from(bytes))
-                }
-                PluginSource::Builtin(b) => {
-                    let component = self.engine.compile(b.component).map_err(|e| {
-                        format!("built-in plugin `{}` did not compile: {e}", b.name)
-                    })?;
-                    (component, Arc::from(b.component))
-                }
-            };
+        let bytes: Arc<[u8]> = match source {
+            PluginSource::File(path) => std::fs::read(path)
+                .map_err(|e| format!("cannot be read from `{}`: {e}", path.display()))?
+                .into(),
+            PluginSource::Builtin(b) => Arc::from(b.component),
+        };
+        check_imports(&bytes, grants)?;
+        let component = self.engine.compile(&bytes).map_err(|e| match source {
+            PluginSource::File(path) => {
+                // componentize-qjs without `--sync` uses the component model's async ABI,
+                // which the engine leaves off (it costs every call; `engine.rs`).
+                let flag = if e.contains("component model async") {
+                    "; a componentize-qjs build needs `--sync`"
+                } else {
+                    ""
+                };
+                format!("is not a valid component (`{}`): {e}{flag}", path.display())
+            }
+            PluginSource::Builtin(_) => format!("(built in) did not compile: {e}"),
+        })?;
         self.compiled
             .insert(key, (component.clone(), Arc::clone(&bytes)));
         Ok((component, bytes))
@@ -205,8 +216,8 @@ impl Loader {
 
     fn link(&mut self, spec: EntrySpec) -> Result<Linked, String> {
         let plugin = spec.info.plugin.clone();
-        let (component, bytes) = self.component(&spec.source)?;
-        check_imports(self.engine.engine(), &component, &spec.info.grants)
+        let (component, bytes) = self
+            .component(&spec.source, &spec.info.grants)
             .map_err(|e| format!("plugin `{plugin}` {e}"))?;
         let linker = imports::linker(self.engine.engine(), &spec.info.grants)
             .map_err(|e| format!("plugin `{plugin}`: {e}"))?;
@@ -271,14 +282,11 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
 /// Refuses imports the entry was not granted, saying which grant is missing, and imports
 /// the gateway never provides (`wasi:http` among them: outbound HTTP goes through the
 /// contract's import), naming every one at once.
-fn check_imports(
-    engine: &wasmtime::Engine,
-    component: &Component,
-    grants: &Grants,
-) -> Result<(), String> {
+fn check_imports(bytes: &[u8], grants: &Grants) -> Result<(), String> {
     let mut refused = Vec::new();
     let mut grants_missing = Vec::new();
-    for (name, _) in component.component_type().imports(engine) {
+    for name in component_imports(bytes)? {
+        let name = name.as_str();
         let unversioned = name.split('@').next().unwrap_or(name);
         if matches!(
             unversioned,
@@ -308,13 +316,19 @@ fn check_imports(
     }
     let mut problems = grants_missing;
     if !refused.is_empty() {
+        // StarlingMonkey's default build imports WASI HTTP for `fetch`.
+        let flag = if refused.iter().any(|r| r.starts_with("`wasi:http/")) {
+            "; a componentize-js build leaves it out with `-d http fetch-event`"
+        } else {
+            ""
+        };
         problems.insert(
             0,
             format!(
                 "imports {}, which Portcullis does not provide to plugins (of WASI 0.2, \
                  plugins get io, clocks, random, cli, and filesystem and sockets with \
                  nothing to reach; outbound HTTP goes through the \
-                 `portcullis:plugin/outbound-http` import, under the `http` grant)",
+                 `portcullis:plugin/outbound-http` import, under the `http` grant){flag}",
                 refused.join(", ")
             ),
         );
@@ -323,5 +337,131 @@ fn check_imports(
         Ok(())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+/// The parser's complaint on one line (some of its messages span several).
+fn invalid(e: wasmparser::BinaryReaderError) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    format!(
+        "is not a valid component: {message} (at byte {})",
+        e.offset()
+    )
+}
+
+/// The names a component imports (its own, not those of the components nested in it), read
+/// from its binary without compiling it.
+fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use wasmparser::{Parser, Payload};
+    let mut names = Vec::new();
+    // Nested modules and components each open with a header and close with an end.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(invalid)?;
+        match payload {
+            Payload::Version { encoding, .. } => {
+                if depth == 0 && encoding != wasmparser::Encoding::Component {
+                    return Err("is a core WebAssembly module, not a component: wrap it \
+                         with `wasm-tools component new` (or build for wasm32-wasip2)"
+                        .to_owned());
+                }
+                depth += 1;
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(invalid)?;
+                    names.push(import.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component that imports each of `names` as an empty instance, and nothing else.
+    fn importing(names: &[&str]) -> Vec<u8> {
+        let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec();
+        // Type section: one instance type with no declarations.
+        bytes.extend_from_slice(&[0x07, 0x03, 0x01, 0x42, 0x00]);
+        let mut section = vec![names.len() as u8];
+        for name in names {
+            section.push(0x00);
+            section.push(name.len() as u8);
+            section.extend_from_slice(name.as_bytes());
+            // An instance, of type 0.
+            section.extend_from_slice(&[0x05, 0x00]);
+        }
+        bytes.push(0x0a);
+        leb128(&mut bytes, section.len());
+        bytes.extend_from_slice(&section);
+        bytes
+    }
+
+    fn leb128(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn the_wasi_a_toolchain_imports_is_served() {
+        let names = [
+            "portcullis:plugin/types@0.1.0",
+            "wasi:cli/stdout@0.2.9",
+            "wasi:filesystem/preopens@0.2.12",
+            "wasi:sockets/tcp@0.2.9",
+            "wasi:random/insecure-seed@0.2.6",
+        ];
+        let component = importing(&names);
+        assert_eq!(
+            component_imports(&component),
+            Ok(names.map(String::from).to_vec())
+        );
+        assert_eq!(check_imports(&component, &Grants::default()), Ok(()));
+    }
+
+    #[test]
+    fn every_refused_import_is_named_at_once_with_the_flag_that_drops_it() {
+        let component = importing(&[
+            "wasi:http/types@0.2.10",
+            "wasi:http/outgoing-handler@0.2.10",
+            "portcullis:plugin/cache@0.1.0",
+            "wasi:cli/stdout@0.2.12",
+        ]);
+        let error = check_imports(&component, &Grants::default()).expect_err("refused");
+        assert!(
+            error.starts_with(
+                "imports `wasi:http/types@0.2.10`, `wasi:http/outgoing-handler@0.2.10`, which"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("-d http fetch-event"), "{error}");
+        assert!(
+            error.contains("not granted `cache`; add `grants.cache"),
+            "{error}"
+        );
+        assert!(!error.contains("wasi:cli"), "{error}");
+    }
+
+    #[test]
+    fn a_core_module_or_garbage_is_refused_before_compiling() {
+        let module = b"\0asm\x01\x00\x00\x00";
+        let error = component_imports(module).expect_err("a module");
+        assert!(error.contains("wasm-tools component new"), "{error}");
+        let error = component_imports(b"not wasm at all").expect_err("garbage");
+        assert!(error.starts_with("is not a valid component: "), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
     }
 }
