@@ -40,18 +40,36 @@ fn keep<P: Plugin>(config: P::Config) -> Rc<P::Config> {
 }
 
 pub fn check_config<P: Plugin>(text: &str) -> Result<Phases, String> {
-    let config = parse::<P>(text)?;
-    let phases = P::check(&config)?;
-    keep::<P>(config);
-    Ok(phases)
+    let result = parse::<P>(text).and_then(|config| {
+        let phases = P::check(&config)?;
+        keep::<P>(config);
+        Ok(phases)
+    });
+    flush_output();
+    result
 }
 
 pub fn on_request<P: Plugin>(request: &types::Request) -> Result<Action, String> {
-    let config = config::<P>()?;
-    P::on_request(&config, &mut Request::new(request)).map_err(|e| e.0)
+    let result = config::<P>()
+        .and_then(|config| P::on_request(&config, &mut Request::new(request)).map_err(|e| e.0));
+    flush_output();
+    result
 }
 
 pub fn on_response<P: Plugin>(response: &types::Response) -> Result<(), String> {
-    let config = config::<P>()?;
-    P::on_response(&config, &mut Response::new(response)).map_err(|e| e.0)
+    let result = config::<P>()
+        .and_then(|config| P::on_response(&config, &mut Response::new(response)).map_err(|e| e.0));
+    flush_output();
+    result
+}
+
+/// Hands what `print!` left in std's buffer to the gateway before the call returns, so that
+/// it is logged under the request that wrote it (and not lost when a fresh instance goes).
+/// Only a `wasm32-wasip2` build has a stdout; elsewhere std's is a sink.
+fn flush_output() {
+    #[cfg(target_os = "wasi")]
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
 }

@@ -120,6 +120,96 @@ plugin = "{wasi_std}"
 }
 
 #[tokio::test]
+async fn a_snapshot_that_drew_random_values_is_the_same_at_every_start() {
+    let up = TestUpstream::start("app").await;
+    let cache = tempfile::tempdir().expect("tempdir");
+    // The plugin's config check seeds std's hash keys through `wasi:random`.
+    let config = format!(
+        r#"version = 1
+{LISTENER}[plugins]
+cache_dir = "{cache}"
+{}
+[[routes]]
+id = "pre"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{wasi_std}"
+preinitialise = true
+"#,
+        upstream_block(&up),
+        cache = cache.path().display(),
+        wasi_std = plugins::WASI_STD,
+    );
+    let compiled = || {
+        let mut files: Vec<_> = walk(&cache.path().join("compiled"));
+        files.sort();
+        files
+    };
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let gw = TestGateway::start(&config).await;
+        let reply = Conn::h1(gw.addr()).await.send(get("h", "/")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        drop(gw);
+        seen.push(compiled());
+    }
+    assert!(!seen[0].is_empty(), "nothing was compiled into the cache");
+    assert_eq!(
+        seen[0], seen[1],
+        "the second start compiled another snapshot"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn one_random_draw_is_capped_so_no_call_outruns_its_deadline() {
+    let up = TestUpstream::start("app").await;
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "small"
+path = {{ prefix = "/small" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{wasi_std}"
+config = {{ random_bytes = 32 }}
+
+[[routes]]
+id = "huge"
+path = {{ prefix = "/huge" }}
+upstream = "app"
+[[routes.plugins]]
+plugin = "{wasi_std}"
+config = {{ random_bytes = 1048576 }}
+"#,
+        upstream_block(&up),
+        wasi_std = plugins::WASI_STD,
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    let small = conn.send(get("h", "/small")).await;
+    assert_eq!(one(&small.json(), "x-drawn"), "32");
+    // A mebibyte in one host step, outside the memory budget: refused, the request fails.
+    let huge = conn.send(get("h", "/huge")).await;
+    assert_eq!(huge.status, 500, "{}", huge.text());
+    assert_eq!(conn.send(get("h", "/small")).await.status, 200);
+}
+
+#[tokio::test]
 async fn stdout_and_stderr_are_log_lines_under_the_request_id() {
     let up = TestUpstream::start("app").await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -103,8 +103,15 @@ pub(super) fn classify(fault: Option<Fault>, e: &wasmtime::Error) -> Option<Plug
 }
 
 pub(super) fn error_text(e: &wasmtime::Error) -> String {
-    e.chain()
+    // A trap's backtrace comes first in the chain and can fill the log's cap on its own:
+    // the reason (an exit status, a WASI limit) goes before it.
+    let (backtraces, reasons): (Vec<String>, Vec<String>) = e
+        .chain()
         .map(|c| c.to_string())
+        .partition(|t| t.starts_with("error while executing at wasm backtrace"));
+    reasons
+        .into_iter()
+        .chain(backtraces)
         .collect::<Vec<_>>()
         .join(": ")
 }
@@ -121,4 +128,22 @@ pub(super) fn truncate(mut s: String) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trap_reads_reason_first_and_its_backtrace_after() {
+        let e = wasmtime::Error::msg("Exited with i32 exit status 3")
+            .context("error while executing at wasm backtrace:\n    0: 0x1a2b - <unknown>!main");
+        let text = truncate(error_text(&e));
+        assert!(
+            text.starts_with("Exited with i32 exit status 3: error while executing"),
+            "{text}"
+        );
+        let e = wasmtime::Error::msg("no such file").context("reading the key set");
+        assert_eq!(error_text(&e), "reading the key set: no such file");
+    }
 }

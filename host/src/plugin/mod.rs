@@ -371,7 +371,9 @@ fn component_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
             Payload::ComponentImportSection(reader) if depth == 1 => {
                 for import in reader {
                     let import = import.map_err(invalid)?;
-                    names.push(import.name.name.to_owned());
+                    // Names come from an unchecked binary and end up on an operator's
+                    // terminal: control characters are shown escaped.
+                    names.push(import.name.name.escape_debug().to_string());
                 }
             }
             _ => {}
@@ -453,6 +455,14 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains("wasi:cli"), "{error}");
+    }
+
+    #[test]
+    fn control_characters_in_an_import_name_are_shown_escaped() {
+        let component = importing(&["evil:x/y\u{1b}[2K\rok\n"]);
+        let error = check_imports(&component, &Grants::default()).expect_err("refused");
+        assert!(error.contains("`evil:x/y\\u{1b}[2K\\rok\\n`"), "{error}");
+        assert!(!error.chars().any(char::is_control), "{error:?}");
     }
 
     #[test]

@@ -74,6 +74,16 @@ impl Seeded {
         }
     }
 
+    /// Another keyed stream, drawn from this one: as repeatable, and independent of it.
+    pub(super) fn fork(&mut self) -> Self {
+        let mut key = [0u8; 32];
+        self.fill(&mut key);
+        Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key),
+            block: 0,
+        }
+    }
+
     pub(super) fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(32) {
             let block = aws_lc_rs::hmac::sign(&self.key, &self.block.to_le_bytes());
@@ -221,6 +231,29 @@ impl ComponentInstanceState for Access<'_> {
         self.call::<f64>(instance, func)
             .await
             .map_or(0, f64::to_bits)
+    }
+}
+
+/// A snapshot's WASI random (`wasi.rs`): the guest's draws during `check-config` come from
+/// the keyed stream too, so that the snapshot is the same at every start.
+impl rand_core::TryRng for Seeded {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0u8; 4];
+        self.fill(&mut bytes);
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0u8; 8];
+        self.fill(&mut bytes);
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.fill(dst);
+        Ok(())
     }
 }
 

@@ -6,11 +6,13 @@
 //! - clocks: the host's wall and monotonic clocks;
 //! - random: the host's generator (a per-thread ChaCha reseeded from the operating system),
 //!   and an insecure generator and seed drawn from it for each instance, so two instances
-//!   never share a value;
+//!   never share a value; at most [`MAX_RANDOM_BYTES`] per call. While an entry with
+//!   `preinitialise` is snapshotted, the snapshot's keyed stream instead (`snapshot.rs`);
 //! - stdin: empty; arguments and environment: none; exit: ends the call as a trap;
 //! - stdout and stderr: the plugin's log lines, one per line written, with the route, the
-//!   plugin and the request id, within the entry's log quota and cut at
-//!   [`MAX_LOG_LINE`](super::info::MAX_LOG_LINE) bytes.
+//!   plugin and the request id, within the entry's log quota; a line longer than
+//!   [`MAX_LOG_LINE`](super::info::MAX_LOG_LINE) bytes is written in pieces of at most
+//!   that, cut between characters.
 //!
 //! - files and the network: none. The default builds of componentize-py and
 //!   componentize-qjs import `wasi:filesystem` (and Python `wasi:sockets`) whether or not
@@ -32,6 +34,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::info::{EntryInfo, MAX_LOG_LINE};
+use super::snapshot::Seeded;
 use super::state::PluginState;
 
 /// The WASI interfaces served, without their versions. Any other `wasi:` import is refused.
@@ -107,6 +110,11 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// The most random bytes one call may ask for. Each call is one host step that no deadline
+/// can interrupt, outside the memory budget: wasmtime-wasi's default of 64 MiB took 200 ms
+/// and 64 MiB of the gateway's memory per call. Toolchains ask for 16–32 bytes at a time.
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
 /// One instance's WASI context, and the request its output is filed under.
 pub struct Wasi {
     ctx: WasiCtx,
@@ -123,7 +131,13 @@ impl std::fmt::Debug for Wasi {
 }
 
 impl Wasi {
-    pub fn new(entry: &Arc<EntryInfo>, request_id: Option<Arc<str>>) -> Self {
+    /// `seeded` is the keyed stream of an instance being snapshotted: its random draws
+    /// come from streams forked from it, so the snapshot is repeatable.
+    pub fn new(
+        entry: &Arc<EntryInfo>,
+        request_id: Option<Arc<str>>,
+        seeded: Option<&mut Seeded>,
+    ) -> Self {
         let request_id = Arc::new(Mutex::new(request_id));
         let sink = |stream, level| {
             Arc::new(Sink {
@@ -145,13 +159,23 @@ impl Wasi {
         // arguments, an empty stdin, the host's clocks and fresh random state, every socket
         // address denied. The network is also turned off by name, so that a change of
         // defaults in a later wasmtime-wasi cannot open it.
-        let ctx = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(output(&sinks[0]))
             .stderr(output(&sinks[1]))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .build();
+            .max_random_size(MAX_RANDOM_BYTES);
+        if let Some(seeded) = seeded {
+            let mut seed = [0u8; 16];
+            seeded.fill(&mut seed);
+            builder
+                .secure_random(seeded.fork())
+                .insecure_random(seeded.fork())
+                .insecure_random_seed(u128::from_le_bytes(seed));
+        }
+        let ctx = builder.build();
         Self {
             ctx,
             table: ResourceTable::new(),
@@ -181,9 +205,13 @@ impl Wasi {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let wasi = self
-            .wasi
-            .get_or_insert_with(|| Box::new(Wasi::new(&self.entry, self.request_id.clone())));
+        let wasi = self.wasi.get_or_insert_with(|| {
+            Box::new(Wasi::new(
+                &self.entry,
+                self.request_id.clone(),
+                self.seeded.as_mut(),
+            ))
+        });
         WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,
@@ -248,6 +276,12 @@ impl Sink {
                     if pending.len() < MAX_LOG_LINE {
                         continue;
                     }
+                    // A full line without its newline: written in two, the cut moved back
+                    // to a character boundary so that no character is split between them.
+                    let cut = utf8_boundary(&pending);
+                    self.emit(&pending[..cut]);
+                    pending.drain(..cut);
+                    continue;
                 }
             }
             self.emit(&pending);
@@ -262,6 +296,30 @@ impl Sink {
         self.entry
             .log_line(self.level, Some(self.stream), request_id.as_deref(), line);
     }
+}
+
+/// Where to cut `bytes` so that a UTF-8 character at its end is not split: before the last
+/// character when it is incomplete, at the end otherwise (or when the text is not UTF-8).
+fn utf8_boundary(bytes: &[u8]) -> usize {
+    let start = bytes.len().saturating_sub(3);
+    for at in (start..bytes.len()).rev() {
+        let byte = bytes[at];
+        if byte & 0xC0 != 0x80 {
+            // A lead byte: the character it starts needs this many bytes.
+            let needs = match byte {
+                0xF0..=0xF7 => 4,
+                0xE0..=0xEF => 3,
+                0xC0..=0xDF => 2,
+                _ => 1,
+            };
+            return if at + needs > bytes.len() && at > 0 {
+                at
+            } else {
+                bytes.len()
+            };
+        }
+    }
+    bytes.len()
 }
 
 impl Sink {
@@ -342,5 +400,24 @@ impl tokio::io::AsyncWrite for Writer {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utf8_boundary;
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let text = "ab\u{e9}\u{20ac}\u{1f600}".as_bytes();
+        // Every prefix: the cut lands on a boundary of the text, at most 3 bytes back.
+        for len in 1..=text.len() {
+            let cut = utf8_boundary(&text[..len]);
+            assert!(std::str::from_utf8(&text[..cut]).is_ok(), "{len} -> {cut}");
+            assert!(len - cut <= 3, "{len} -> {cut}");
+        }
+        // Bytes that are not UTF-8 are cut where they end.
+        assert_eq!(utf8_boundary(&[0xff; 10]), 10);
+        assert_eq!(utf8_boundary(&[0x80; 10]), 10);
     }
 }

@@ -9,7 +9,8 @@
 //! - `x-connect`: `denied` when connecting to `config.connect` (an address) fails.
 //!
 //! With `config.exit`, it calls `std::process::exit` with that code instead; with
-//! `config.panic`, it panics with that message.
+//! `config.panic`, it panics with that message; with `config.random_bytes`, it asks
+//! `wasi:random` for that many bytes in one call and reports how many came (`x-drawn`).
 
 #[allow(unused_imports)]
 use portcullis_sdk::{
@@ -17,7 +18,7 @@ use portcullis_sdk::{
     http,
 };
 use std::hash::BuildHasher;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(serde::Deserialize)]
@@ -28,12 +29,22 @@ struct Config {
     exit: Option<i32>,
     #[serde(default)]
     panic: Option<String>,
+    #[serde(default)]
+    #[cfg_attr(not(target_os = "wasi"), allow(dead_code))]
+    random_bytes: Option<u64>,
 }
 
 struct WasiStd;
 
 impl Plugin for WasiStd {
     type Config = Config;
+
+    /// Seeds std's hash keys, as any `HashMap` built while checking a config does: drawn
+    /// through `wasi:random` while a snapshot is taken.
+    fn check(_: &Config) -> Result<Phases, String> {
+        let _ = std::collections::hash_map::RandomState::new().hash_one(0u8);
+        Ok(Phases::ON_REQUEST)
+    }
 
     fn on_request(config: &Config, request: &mut Request<'_>) -> portcullis_sdk::Result<Action> {
         if let Some(code) = config.exit {
@@ -42,10 +53,16 @@ impl Plugin for WasiStd {
         if let Some(message) = &config.panic {
             panic!("{message}");
         }
+        #[cfg(target_os = "wasi")]
+        if let Some(len) = config.random_bytes {
+            let drawn = wasip2::random::random::get_random_bytes(len);
+            request.set_header("x-drawn", &drawn.len().to_string())?;
+            return Ok(Action::Continue);
+        }
         println!("hello on stdout from {}", request.path());
         eprintln!("and a word on stderr");
+        // Left in std's buffer: the SDK flushes it when the call returns.
         print!("a last line without its newline");
-        let _ = std::io::stdout().flush();
 
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
