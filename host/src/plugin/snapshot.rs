@@ -20,8 +20,10 @@
 //! What a snapshot cannot carry is refused here rather than served wrong: components that
 //! wizer cannot instrument (nested components, a module instantiated twice, mutable
 //! globals of reference types); the entry then starts from the component itself, and the
-//! reason is logged once at load. No handle can outlive `check-config` (it is given none),
-//! so the state that wizer snapshots, memories and globals, is all the instance has. What
+//! reason is logged once at load. `check-config` is given no handle of the contract, so
+//! the state that wizer snapshots, memories and globals, is all the instance has; a WASI
+//! stream a guest opens there (to print) is not carried over, and a guest that kept one
+//! would find it gone in its instances. What
 //! `check-config` read from the host (a cache entry, a key set it verified against) is
 //! frozen into the snapshot: outbound HTTP is refused in the snapshot run, and each entry
 //! gets a snapshot of its own, made under its own grants and budgets, so nothing one entry
