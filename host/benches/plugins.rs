@@ -105,6 +105,13 @@ fn cases(k: &Keys) -> Vec<Case> {
         "photoUrls": ["https://img.test/rex-1.png", "https://img.test/rex-2.png"],
         "tags": [{ "id": 1, "name": "good" }, { "id": 2, "name": "small" }],
     });
+    // The GET that validate checks: an array and an integer query parameter.
+    let find_by_tags = Target {
+        method: Method::GET,
+        path: "/api/v3/pet/findByTags",
+        query: Some("tags=good&tags=small&limit=20"),
+        body: None,
+    };
     let mut out = Vec::new();
     for (reuse, suffix) in [(false, "fresh"), (true, "reuse")] {
         let mode = if reuse {
@@ -168,12 +175,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             entries: validate_entry.clone(),
             headers: vec![],
             identity: false,
-            request: Some(Target {
-                method: Method::GET,
-                path: "/api/v3/pet/findByTags",
-                query: Some("tags=good&tags=small&limit=20"),
-                body: None,
-            }),
+            request: Some(find_by_tags.clone()),
         });
         out.push(Case {
             name: name("validate-post"),
@@ -217,12 +219,7 @@ fn cases(k: &Keys) -> Vec<Case> {
         entries: snapshot(&validate),
         headers: vec![],
         identity: false,
-        request: Some(Target {
-            method: Method::GET,
-            path: "/api/v3/pet/findByTags",
-            query: Some("tags=good&tags=small&limit=20"),
-            body: None,
-        }),
+        request: Some(find_by_tags),
     });
     // RS256 verified inside the component (RustCrypto), against jwt-auth's host crypto and
     // the native verification below: the cost host crypto saves.

@@ -230,11 +230,7 @@ impl EntryInfo {
         let Some(dropped) = self.log_lines.admit() else {
             return;
         };
-        let mut end = message.len().min(MAX_LOG_LINE);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        let message = &message[..end];
+        let message = &message[..message.floor_char_boundary(MAX_LOG_LINE)];
         let route = &*self.route;
         let plugin = &*self.plugin;
         let request_id = request_id.unwrap_or("-");

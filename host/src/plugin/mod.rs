@@ -80,8 +80,18 @@ pub struct EntrySpec {
 #[derive(Debug)]
 pub struct Loader {
     engine: PluginEngine,
-    /// Compiled components and their bytes, by file path or built-in name.
-    compiled: HashMap<String, (Component, Arc<[u8]>)>,
+    /// Components by file path or built-in name: one several entries use is read, parsed
+    /// and compiled once.
+    compiled: HashMap<String, Compiled>,
+}
+
+/// A component as loaded: compiled, its bytes (for snapshots), and the names it imports
+/// (checked against each entry's grants).
+#[derive(Debug)]
+struct Compiled {
+    component: Component,
+    bytes: Arc<[u8]>,
+    imports: Vec<String>,
 }
 
 /// An entry that linked, waiting for its config check.
@@ -185,9 +195,9 @@ impl Loader {
             PluginSource::File(path) => path.display().to_string(),
             PluginSource::Builtin(b) => format!("built-in {}", b.name),
         };
-        if let Some((c, bytes)) = self.compiled.get(&key) {
-            check_imports(bytes, grants)?;
-            return Ok((c.clone(), Arc::clone(bytes)));
+        if let Some(c) = self.compiled.get(&key) {
+            check_imports(&c.imports, grants)?;
+            return Ok((c.component.clone(), Arc::clone(&c.bytes)));
         }
         let bytes: Arc<[u8]> = match source {
             PluginSource::File(path) => std::fs::read(path)
@@ -195,7 +205,8 @@ impl Loader {
                 .into(),
             PluginSource::Builtin(b) => Arc::from(b.component),
         };
-        check_imports(&bytes, grants)?;
+        let imports = component_imports(&bytes)?;
+        check_imports(&imports, grants)?;
         let component = self.engine.compile(&bytes).map_err(|e| match source {
             PluginSource::File(path) => {
                 // componentize-qjs without `--sync` uses the component model's async ABI,
@@ -209,8 +220,14 @@ impl Loader {
             }
             PluginSource::Builtin(_) => format!("(built in) did not compile: {e}"),
         })?;
-        self.compiled
-            .insert(key, (component.clone(), Arc::clone(&bytes)));
+        self.compiled.insert(
+            key,
+            Compiled {
+                component: component.clone(),
+                bytes: Arc::clone(&bytes),
+                imports,
+            },
+        );
         Ok((component, bytes))
     }
 
@@ -282,10 +299,10 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
 /// Refuses imports the entry was not granted, saying which grant is missing, and imports
 /// the gateway never provides (`wasi:http` among them: outbound HTTP goes through the
 /// contract's import), naming every one at once.
-fn check_imports(bytes: &[u8], grants: &Grants) -> Result<(), String> {
+fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
     let mut refused = Vec::new();
     let mut grants_missing = Vec::new();
-    for name in component_imports(bytes)? {
+    for name in imports {
         let name = name.as_str();
         let unversioned = name.split('@').next().unwrap_or(name);
         if matches!(
@@ -431,7 +448,8 @@ mod tests {
             component_imports(&component),
             Ok(names.map(String::from).to_vec())
         );
-        assert_eq!(check_imports(&component, &Grants::default()), Ok(()));
+        let imports = component_imports(&component).expect("parsed");
+        assert_eq!(check_imports(&imports, &Grants::default()), Ok(()));
     }
 
     #[test]
@@ -442,7 +460,8 @@ mod tests {
             "portcullis:plugin/cache@0.1.0",
             "wasi:cli/stdout@0.2.12",
         ]);
-        let error = check_imports(&component, &Grants::default()).expect_err("refused");
+        let imports = component_imports(&component).expect("parsed");
+        let error = check_imports(&imports, &Grants::default()).expect_err("refused");
         assert!(
             error.starts_with(
                 "imports `wasi:http/types@0.2.10`, `wasi:http/outgoing-handler@0.2.10`, which"
@@ -460,7 +479,8 @@ mod tests {
     #[test]
     fn control_characters_in_an_import_name_are_shown_escaped() {
         let component = importing(&["evil:x/y\u{1b}[2K\rok\n"]);
-        let error = check_imports(&component, &Grants::default()).expect_err("refused");
+        let imports = component_imports(&component).expect("parsed");
+        let error = check_imports(&imports, &Grants::default()).expect_err("refused");
         assert!(error.contains("`evil:x/y\\u{1b}[2K\\rok\\n`"), "{error}");
         assert!(!error.chars().any(char::is_control), "{error:?}");
     }
