@@ -29,6 +29,8 @@ use portcullis::router::RequestView;
 use portcullis::runtime::Runtime;
 use sha2::Digest;
 
+#[path = "support/http_date.rs"]
+mod http_date;
 #[path = "support/token.rs"]
 mod token;
 use token::{BenchToken as Keys, bench_token as keys};
@@ -62,6 +64,27 @@ fn petstore() -> String {
         "/../tests/fixtures/petstore.json"
     )
     .to_owned()
+}
+
+const HMAC_SECRET: &str = "a bench secret of some length";
+
+/// A `date` header for now and the signature the HMAC example expects over the default
+/// request (`GET /items/42?page=2`, empty body).
+fn hmac_signature() -> (String, String) {
+    let date = httpdate_now();
+    let body_hash = hex(&sha2::Sha256::digest(b""));
+    let to_sign = format!("GET\n/items/42?page=2\n{date}\n{body_hash}");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HMAC_SECRET.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, to_sign.as_bytes());
+    (date, format!("sha256={}", hex(tag.as_ref())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn httpdate_now() -> String {
+    http_date::http_date(std::time::SystemTime::now())
 }
 
 fn cases(k: &Keys) -> Vec<Case> {
@@ -132,6 +155,36 @@ fn cases(k: &Keys) -> Vec<Case> {
             name: name("noop"),
             entries: entry(&noop),
             headers: vec![],
+            identity: false,
+            request: None,
+        });
+        // The same no-op written in Python and in JavaScript on both engines
+        // (`tests/plugins/lang-guests/`), and the Python example verifying a signature.
+        for (lang, probe) in [
+            ("py", portcullis_test_plugins::PY_PROBE),
+            ("qjs", portcullis_test_plugins::JS_PROBE_QJS),
+            ("sm", portcullis_test_plugins::JS_PROBE_SM),
+        ] {
+            out.push(Case {
+                name: name(&format!("{lang}-noop")),
+                entries: entry(&format!("plugin = \"{probe}\"\n")),
+                headers: vec![("x-probe", "pass".into())],
+                identity: false,
+                request: None,
+            });
+        }
+        let (date, signature) = hmac_signature();
+        out.push(Case {
+            name: name("py-hmac"),
+            entries: entry(&format!(
+                "plugin = \"{}\"\nconfig = {{ keys = {{ \"bench\" = \"{HMAC_SECRET}\" }} }}\n",
+                portcullis_test_plugins::HMAC_VERIFIER
+            )),
+            headers: vec![
+                ("x-key-id", "bench".into()),
+                ("date", date),
+                ("x-signature", signature),
+            ],
             identity: false,
             request: None,
         });

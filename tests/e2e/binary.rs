@@ -113,6 +113,28 @@ async fn quickstart_answers_at_once() {
     let reply = get_once(gw.addr, "127.0.0.1", "/").await;
     assert_eq!(reply.status, 200);
     assert!(reply.text().contains("Portcullis"));
+
+    // The tour's second route: a pipeline of built-in plugins.
+    let reply = get_once(gw.addr, "127.0.0.1", "/api/hello").await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert!(reply.header("www-authenticate").is_some());
+    let mut conn = Conn::h1(gw.addr).await;
+    let with_key = || {
+        request("GET", "127.0.0.1", "/api/hello")
+            .header("x-api-key", "demo-key-alice")
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let reply = conn.send(with_key()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-served-by"), Some("portcullis"));
+    assert!(reply.header("ratelimit-policy").is_some());
+    // Ten a minute for alice: the eleventh is refused.
+    let mut last = reply.status;
+    for _ in 0..10 {
+        last = conn.send(with_key()).await.status;
+    }
+    assert_eq!(last, 429);
 }
 
 #[tokio::test]

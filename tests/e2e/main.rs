@@ -7,6 +7,7 @@ mod edge;
 mod instances;
 mod jwt_auth;
 mod key_auth;
+mod languages;
 mod limits;
 mod pipeline;
 mod plugins;

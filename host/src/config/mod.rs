@@ -111,6 +111,9 @@ pub fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        base.join(p)
+        // Absolute, so a config given as `gw.toml` (whose folder is the empty path) still
+        // names places that do not move with the working folder.
+        let joined = base.join(p);
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 }

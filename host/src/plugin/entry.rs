@@ -405,16 +405,23 @@ impl Entry {
         self: &Arc<Self>,
         instance: &mut Instance,
         response: &mut PluginResponse,
+        request_id: &Arc<str>,
     ) -> Result<(), PluginFailure> {
         if !self.on_lane() {
-            return Metered::serving_call(&self.info, self.call_on_response(instance, response))
-                .await;
+            return Metered::serving_call(
+                &self.info,
+                self.call_on_response(instance, response, request_id),
+            )
+            .await;
         }
+        let request_id = Arc::clone(request_id);
         self.call_on_lane(
             instance,
             response,
             |entry, mut instance, mut response| async move {
-                let result = entry.call_on_response(&mut instance, &mut response).await;
+                let result = entry
+                    .call_on_response(&mut instance, &mut response, &request_id)
+                    .await;
                 (instance, response, result)
             },
         )
@@ -425,10 +432,14 @@ impl Entry {
         &self,
         instance: &mut Instance,
         response: &mut PluginResponse,
+        request_id: &Arc<str>,
     ) -> Result<(), PluginFailure> {
         let was_poisoned = instance.begin_call();
         let live = instance.live()?;
         let store = &mut live.store;
+        // An entry with no request phase is served here first: what it logs is filed
+        // under this request too.
+        store.data_mut().serve(request_id);
         store.data_mut().response = Some(std::mem::take(response));
         store.data_mut().begin_call(false);
         let handler = live.bindings.portcullis_plugin_handler();

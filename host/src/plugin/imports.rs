@@ -26,6 +26,7 @@ type Edit = wasmtime::Result<Result<(), EditError>>;
 pub fn linker(engine: &wasmtime::Engine, grants: &Grants) -> wasmtime::Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     super::wasi::add_to_linker(&mut linker)?;
+    super::wasi_http::add_to_linker(&mut linker)?;
     types::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
     host::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
     if !grants.http.is_empty() {

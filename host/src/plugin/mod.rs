@@ -37,6 +37,7 @@ mod snapshot;
 pub mod stage;
 pub mod state;
 mod wasi;
+mod wasi_http;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -297,8 +298,8 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
 }
 
 /// Refuses imports the entry was not granted, saying which grant is missing, and imports
-/// the gateway never provides (`wasi:http` among them: outbound HTTP goes through the
-/// contract's import), naming every one at once.
+/// the gateway never provides (`wasi:http`'s incoming handler among them; its outgoing
+/// handler is linked with every request refused), naming every one at once.
 fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
     let mut refused = Vec::new();
     let mut grants_missing = Vec::new();
@@ -309,6 +310,7 @@ fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
             unversioned,
             "portcullis:plugin/types" | "portcullis:plugin/host"
         ) || wasi::SERVED.contains(&unversioned)
+            || wasi_http::SERVED.contains(&unversioned)
         {
             continue;
         }
@@ -333,7 +335,8 @@ fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
     }
     let mut problems = grants_missing;
     if !refused.is_empty() {
-        // StarlingMonkey's default build imports WASI HTTP for `fetch`.
+        // A componentize-js build made for serving HTTP (its fetch event) imports more of
+        // WASI HTTP than the outgoing handler.
         let flag = if refused.iter().any(|r| r.starts_with("`wasi:http/")) {
             "; a componentize-js build leaves it out with `-d http fetch-event`"
         } else {
@@ -343,8 +346,9 @@ fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
             0,
             format!(
                 "imports {}, which Portcullis does not provide to plugins (of WASI 0.2, \
-                 plugins get io, clocks, random, cli, and filesystem and sockets with \
-                 nothing to reach; outbound HTTP goes through the \
+                 plugins get io, clocks, random, cli, filesystem and sockets with \
+                 nothing to reach, and an HTTP outgoing handler that refuses every request; \
+                 outbound HTTP goes through the \
                  `portcullis:plugin/outbound-http` import, under the `http` grant){flag}",
                 refused.join(", ")
             ),
@@ -442,6 +446,9 @@ mod tests {
             "wasi:filesystem/preopens@0.2.12",
             "wasi:sockets/tcp@0.2.9",
             "wasi:random/insecure-seed@0.2.6",
+            // StarlingMonkey's default build: linked, every request refused.
+            "wasi:http/types@0.2.10",
+            "wasi:http/outgoing-handler@0.2.10",
         ];
         let component = importing(&names);
         assert_eq!(
@@ -455,8 +462,8 @@ mod tests {
     #[test]
     fn every_refused_import_is_named_at_once_with_the_flag_that_drops_it() {
         let component = importing(&[
-            "wasi:http/types@0.2.10",
-            "wasi:http/outgoing-handler@0.2.10",
+            "wasi:http/incoming-handler@0.2.10",
+            "wasi:keyvalue/store@0.2.0",
             "portcullis:plugin/cache@0.1.0",
             "wasi:cli/stdout@0.2.12",
         ]);
@@ -464,7 +471,7 @@ mod tests {
         let error = check_imports(&imports, &Grants::default()).expect_err("refused");
         assert!(
             error.starts_with(
-                "imports `wasi:http/types@0.2.10`, `wasi:http/outgoing-handler@0.2.10`, which"
+                "imports `wasi:http/incoming-handler@0.2.10`, `wasi:keyvalue/store@0.2.0`, which"
             ),
             "{error}"
         );

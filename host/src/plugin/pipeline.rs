@@ -239,11 +239,11 @@ impl ResponsePhase {
     pub async fn run(
         mut self,
         response: &mut PluginResponse,
-        request_id: &str,
+        request_id: &Arc<str>,
     ) -> Result<(), GatewayError> {
         while let Some((entry, mut instance)) = self.pending.pop() {
             let snapshot = (entry.failure == FailurePolicy::Skip).then(|| response.clone());
-            if let Err(failure) = entry.on_response(&mut instance, response).await {
+            if let Err(failure) = entry.on_response(&mut instance, response, request_id).await {
                 if let Some(before) = snapshot {
                     *response = before;
                 }

@@ -19,9 +19,8 @@
 //!   the plugin uses them, so both are linked, empty: no directory is preopened, so no
 //!   file can be named, and every socket address and name lookup is denied.
 //!
-//! `wasi:http` is not linked: a component that imports it is refused at load
-//! (`check_imports`), naming it; outbound HTTP goes through the `portcullis:plugin`
-//! import, under the entry's `http` grant.
+//! `wasi:http` is linked with every request refused (`wasi_http.rs`); outbound HTTP goes
+//! through the `portcullis:plugin` import, under the entry's `http` grant.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -36,6 +35,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::info::{EntryInfo, MAX_LOG_LINE};
 use super::snapshot::Seeded;
 use super::state::PluginState;
+use super::wasi_http::Http;
 
 /// The WASI interfaces served, without their versions. Any other `wasi:` import is refused.
 pub const SERVED: &[&str] = &[
@@ -115,10 +115,15 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
 /// and 64 MiB of the gateway's memory per call. Toolchains ask for 16–32 bytes at a time.
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
 
+/// The WASI handles one instance may hold at once.
+const MAX_HANDLES: usize = 1024;
+
 /// One instance's WASI context, and the request its output is filed under.
 pub struct Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http`'s state, on the same resource table.
+    http: Http,
     request_id: Arc<Mutex<Option<Arc<str>>>>,
     /// Its stdout and stderr, whose unfinished lines belong to the request that wrote them.
     sinks: [Arc<Sink>; 2],
@@ -176,9 +181,15 @@ impl Wasi {
                 .insecure_random_seed(u128::from_le_bytes(seed));
         }
         let ctx = builder.build();
+        // Every WASI handle (streams, pollables, wasi:http fields and bodies) is host memory
+        // outside the memory budget: a guest may hold this many at once (wasmtime's default
+        // is a million; toolchains' runtimes use tens).
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         Self {
             ctx,
-            table: ResourceTable::new(),
+            table,
+            http: Http::new(entry, &request_id),
             request_id,
             sinks,
         }
@@ -203,15 +214,28 @@ impl Wasi {
     }
 }
 
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        let wasi = self.wasi.get_or_insert_with(|| {
+impl PluginState {
+    /// The instance's WASI context, made on the guest's first WASI call.
+    fn wasi_mut(&mut self) -> &mut Wasi {
+        self.wasi.get_or_insert_with(|| {
             Box::new(Wasi::new(
                 &self.entry,
                 self.request_id.clone(),
                 self.seeded.as_mut(),
             ))
-        });
+        })
+    }
+
+    /// `wasi:http`'s state and the resource table it shares with the rest of WASI.
+    pub(super) fn http_parts(&mut self) -> (&mut Http, &mut ResourceTable) {
+        let wasi = self.wasi_mut();
+        (&mut wasi.http, &mut wasi.table)
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self.wasi_mut();
         WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,

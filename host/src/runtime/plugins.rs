@@ -94,6 +94,18 @@ impl<'c> PluginBuilder<'c> {
         };
         match PluginEngine::new(&settings) {
             Ok(engine) => builder.loader = Some(Loader::new(engine)),
+            Err(e) if e.starts_with("plugin cache") => {
+                let span = p
+                    .cache_dir
+                    .as_ref()
+                    .map_or(p.max_instances.span(), |c| c.span());
+                d.error(
+                    span,
+                    format!("the plugin runtime could not start: {e}"),
+                    Some("give `[plugins] cache_dir` a folder the gateway can write, or set `compile_cache = false`"),
+                );
+                return builder;
+            }
             Err(e) => {
                 d.error(
                     p.max_instances.span(),

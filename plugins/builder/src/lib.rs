@@ -10,9 +10,15 @@
 //! [`build_wasip2`] builds for `wasm32-wasip2` instead, as a plugin author using Rust's
 //! standard library would: rustc's linker makes the component itself, importing the WASI
 //! interfaces that std uses.
+//!
+//! [`build_guests`] builds Python and JavaScript plugins with `sdk/toolchains/build`, the
+//! script the SDK guides give authors, keeping each result under a hash of its inputs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+mod lang;
+pub use lang::{Guest, Toolchain, build_guests};
 
 const TARGET: &str = "wasm32-unknown-unknown";
 const TARGET_WASIP2: &str = "wasm32-wasip2";
@@ -54,11 +60,7 @@ fn build_for(target: &str, artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     let out = PathBuf::from(env("OUT_DIR"));
-    let target_root = out
-        .ancestors()
-        .find(|p| p.join("CACHEDIR.TAG").exists())
-        .map_or_else(|| workspace.join("target"), Path::to_path_buf);
-    let target_dir = target_root.join("wasm-plugins");
+    let target_dir = target_root(&out, &workspace).join("wasm-plugins");
 
     ensure_target(target);
     let mut cargo = nested_cargo(&workspace, &target_dir, target);
@@ -118,6 +120,13 @@ fn build_for(target: &str, artifacts: &[Artifacts<'_>], watched: &[&str]) -> Vec
         }
     }
     built
+}
+
+/// The target folder the calling build runs in (where cargo wrote `CACHEDIR.TAG`).
+fn target_root(out: &Path, workspace: &Path) -> PathBuf {
+    out.ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").exists())
+        .map_or_else(|| workspace.join("target"), Path::to_path_buf)
 }
 
 /// The workspace root: the nearest ancestor of the calling crate with `wit/`.

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 /// Upper bound for waiting on the child, so a broken build fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(30);
+/// How long a start may go without a line: compiling a Python or JavaScript plugin the
+/// first time takes tens of seconds on two cores (only an upper bound against a hang).
+const STARTUP_PATIENCE: Duration = Duration::from_secs(600);
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
@@ -35,22 +38,25 @@ impl GatewayProcess {
             .expect("spawn portcullis");
         let access = lines(child.stdout.take().expect("stdout"));
         let ops = lines(child.stderr.take().expect("stderr"));
-        let mut addr = None;
-        while addr.is_none() {
-            let line = ops
-                .recv_timeout(PATIENCE)
+        // Owned before the wait, so a gateway that never listens is stopped with the test.
+        let mut gateway = Self {
+            child: Some(child),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            access,
+            ops,
+        };
+        loop {
+            let line = gateway
+                .ops
+                .recv_timeout(STARTUP_PATIENCE)
                 .expect("the gateway printed no `listening` line");
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "listening"
+                && let Some(addr) = v["address"].as_str().and_then(|a| a.parse().ok())
             {
-                addr = v["address"].as_str().and_then(|a| a.parse().ok());
+                gateway.addr = addr;
+                return gateway;
             }
-        }
-        Self {
-            child: Some(child),
-            addr: addr.expect("address"),
-            access,
-            ops,
         }
     }
 

@@ -209,6 +209,13 @@ async fn answer(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>>
             .body(Full::new(Bytes::from(vec![b'x'; n])))
             .expect("bytes");
     }
+    if path == "/broken-json" {
+        // Says JSON, is not: for plugins that must not pass on what they cannot read.
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from_static(b"{\"password\": ")))
+            .expect("broken json");
+    }
     if let Some(ms) = path.strip_prefix("/delay/") {
         let ms: u64 = ms.parse().unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
