@@ -30,6 +30,7 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
             ("build.sh", t!("python/build.sh"), true),
             ("test.sh", t!("test.sh"), true),
             ("README.md", t!("python/README.md"), false),
+            (".gitignore", t!("python/gitignore"), false),
             ("tests/allowed.http", t!("python/tests/allowed.http"), false),
             ("tests/refused.http", t!("python/tests/refused.http"), false),
             (
@@ -45,6 +46,7 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
             ("build.sh", t!("js/build.sh"), true),
             ("test.sh", t!("test.sh"), true),
             ("README.md", t!("js/README.md"), false),
+            (".gitignore", t!("js/gitignore"), false),
             ("tests/allowed.http", t!("js/tests/allowed.http"), false),
             ("tests/refused.http", t!("js/tests/refused.http"), false),
             (
@@ -61,6 +63,7 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str, bool)] {
             ("Cargo.lock", include_str!("../../Cargo.lock"), false),
             ("src/lib.rs", t!("rust/src/lib.rs"), false),
             ("README.md", t!("rust/README.md"), false),
+            (".gitignore", t!("rust/gitignore"), false),
         ],
     }
 }
