@@ -77,17 +77,19 @@ pub async fn run(invocation: &Invocation) -> Result<Value, String> {
     });
     let original = request.clone();
     let mut plugin_request = request;
-    if pipeline.request_body_cap().is_none() {
-        plugin_request.body = None;
-    } else if let Some(cap) = pipeline.request_body_cap()
-        && plugin_request
-            .body
-            .as_ref()
-            .is_some_and(|b| b.len() as u64 > cap)
-    {
-        return Err(format!(
-            "the request body is larger than the entry's body_bytes budget ({cap}): the gateway would answer 413"
-        ));
+    match pipeline.request_body_cap() {
+        None => plugin_request.body = None,
+        Some(cap)
+            if plugin_request
+                .body
+                .as_ref()
+                .is_some_and(|b| b.len() as u64 > cap) =>
+        {
+            return Err(format!(
+                "the request body is larger than the entry's body_bytes budget ({cap}): the gateway would answer 413"
+            ));
+        }
+        Some(_) => {}
     }
 
     let permit = pipeline
@@ -117,12 +119,7 @@ pub async fn run(invocation: &Invocation) -> Result<Value, String> {
             Some(*reply)
         }
         Err(failure) => {
-            report["request"] = json!({
-                "outcome": "failed",
-                "millis": millis(request_took),
-                "status": failure.status().as_u16(),
-                "error": failure.to_string(),
-            });
+            report["request"] = failed_json(&failure, request_took);
             None
         }
     };
@@ -146,12 +143,7 @@ pub async fn run(invocation: &Invocation) -> Result<Value, String> {
                 "millis": millis(took),
                 "edits": response_edits(&before, response),
             }),
-            Err(failure) => json!({
-                "outcome": "failed",
-                "millis": millis(took),
-                "status": failure.status().as_u16(),
-                "error": failure.to_string(),
-            }),
+            Err(failure) => failed_json(&failure, took),
         };
     } else {
         if !phase.is_empty() {
@@ -296,21 +288,12 @@ fn runtime_for(invocation: &Invocation) -> Result<Runtime, String> {
     Runtime::build(&file).map_err(|e| e.to_string())
 }
 
-/// An HTTP/1.x request: request line, header fields, an empty line, then the body (all of
-/// the rest, or `content-length` bytes of it when given).
+/// An HTTP/1.x request: request line, header fields, an empty line, then the body
+/// ([`body_of`]).
 fn parse_request(bytes: &[u8]) -> Result<PluginRequest, String> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut parsed = httparse::Request::new(&mut headers);
-    let head = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return Err(
-                "the request file ends inside its head: end the header fields with an empty line"
-                    .into(),
-            );
-        }
-        Err(e) => return Err(format!("the request file is not an HTTP request: {e}")),
-    };
+    let head = head_length(parsed.parse(bytes), "request")?;
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
         .map_err(|e| format!("the request's method: {e}"))?;
     let target = parsed.path.unwrap_or("/");
@@ -335,16 +318,7 @@ fn parse_request(bytes: &[u8]) -> Result<PluginRequest, String> {
 fn parse_response(bytes: &[u8]) -> Result<PluginResponse, String> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut parsed = httparse::Response::new(&mut headers);
-    let head = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return Err(
-                "the response file ends inside its head: end the header fields with an empty line"
-                    .into(),
-            );
-        }
-        Err(e) => return Err(format!("the response file is not an HTTP response: {e}")),
-    };
+    let head = head_length(parsed.parse(bytes), "response")?;
     let status = StatusCode::from_u16(parsed.code.unwrap_or_default())
         .map_err(|e| format!("the response's status: {e}"))?;
     let headers = header_map(parsed.headers)?;
@@ -356,6 +330,17 @@ fn parse_response(bytes: &[u8]) -> Result<PluginResponse, String> {
         identity: None,
         limits: RequestLimits::default(),
     })
+}
+
+/// The length of a message's head, or why the `what` file (request, response) has none.
+fn head_length(parsed: httparse::Result<usize>, what: &str) -> Result<usize, String> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(n),
+        Ok(httparse::Status::Partial) => Err(format!(
+            "the {what} file ends inside its head: end the header fields with an empty line"
+        )),
+        Err(e) => Err(format!("the {what} file is not an HTTP {what}: {e}")),
+    }
 }
 
 fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, String> {
@@ -407,6 +392,16 @@ fn body_of(headers: &HeaderMap, rest: &[u8]) -> Result<Bytes, String> {
                 rest.len()
             )
         })
+}
+
+/// A phase the plugin failed: what the gateway would answer, and why.
+fn failed_json(failure: &crate::error::GatewayError, took: Duration) -> Value {
+    json!({
+        "outcome": "failed",
+        "millis": millis(took),
+        "status": failure.status().as_u16(),
+        "error": failure.to_string(),
+    })
 }
 
 fn millis(d: Duration) -> f64 {
@@ -467,11 +462,8 @@ fn request_edits(before: &PluginRequest, after: &PluginRequest) -> Vec<String> {
         edits.push(format!("target {} -> {}", before.target, after.target));
     }
     header_edits(&before.headers, &after.headers, &mut edits);
-    if after.body.is_some() && before.body != after.body {
-        edits.push(format!(
-            "body -> {}",
-            after.body.as_deref().map(text).unwrap_or_default()
-        ));
+    if after.body.is_some() {
+        body_edit(before.body.as_ref(), after.body.as_ref(), &mut edits);
     }
     edits
 }
@@ -486,13 +478,17 @@ fn response_edits(before: &PluginResponse, after: &PluginResponse) -> Vec<String
         ));
     }
     header_edits(&before.headers, &after.headers, &mut edits);
-    if before.body != after.body {
+    body_edit(before.body.as_ref(), after.body.as_ref(), &mut edits);
+    edits
+}
+
+fn body_edit(before: Option<&Bytes>, after: Option<&Bytes>, edits: &mut Vec<String>) {
+    if before != after {
         edits.push(format!(
             "body -> {}",
-            after.body.as_deref().map(text).unwrap_or_default()
+            after.map(|b| text(b)).unwrap_or_default()
         ));
     }
-    edits
 }
 
 fn identity_json(identity: &Identity) -> Value {

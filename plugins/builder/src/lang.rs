@@ -64,20 +64,12 @@ pub fn build_guests(guests: &[Guest<'_>]) -> Vec<Built> {
     let out = PathBuf::from(crate::env("OUT_DIR"));
     let cache = crate::target_root(&out, &workspace).join("lang-plugins");
     std::fs::create_dir_all(&cache).expect("creating target/lang-plugins");
-    for dir in [
-        "sdk/python",
-        "sdk/js/portcullis.js",
-        "sdk/js/package-lock.json",
-        "sdk/toolchains",
-    ] {
-        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
-    }
     let mut built = Vec::new();
     for guest in guests {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(guest.dir).display()
-        );
+        // What the fingerprint reads is what makes the build script run again.
+        for input in guest.toolchain.inputs().iter().chain([&guest.dir]) {
+            println!("cargo:rerun-if-changed={}", workspace.join(input).display());
+        }
         let key = fingerprint(&workspace, guest);
         let cached = cache.join(format!(
             "{}-{}-{key:016x}.wasm",
