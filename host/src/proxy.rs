@@ -55,35 +55,57 @@ static NOT_HOP_BY_HOP: [HeaderName; 7] = [
 /// overrode it, and forwarding it beside a body framed anew would cut the body short
 /// (RFC 9112 §6.3: a proxy MUST remove it; found with an upstream sending both).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    // One look at the names first: most requests carry none of these, and a response
+    // with `Connection: keep-alive` is spared a hashed lookup for each name it lacks.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut upgrade_present = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        } else if name == header::UPGRADE {
+            upgrade_present = true;
+        }
+    }
+    let [connection, _, _, _, te, _, transfer_encoding] = present;
+    if transfer_encoding {
         headers.remove(header::CONTENT_LENGTH);
     }
-    // Most messages name nothing in `Connection`: no list to build for them.
-    let named: Vec<HeaderName> = if headers.contains_key(header::CONNECTION) {
+    // Names `Connection` lists beyond the hop-by-hop ones (rare): only those present.
+    let named: Vec<HeaderName> = if connection {
         headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|name| !NOT_HOP_BY_HOP.contains(name))
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| h.as_str().eq_ignore_ascii_case(t))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|name| !NOT_HOP_BY_HOP.contains(name) && name != header::UPGRADE)
             .collect()
     } else {
         Vec::new()
     };
     // `TE: trailers` is end-to-end in practice (gRPC needs it).
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let te_trailers = te
+        && headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     for name in named {
-        if name != header::UPGRADE {
-            headers.remove(&name);
+        headers.remove(&name);
+    }
+    for (name, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(name);
         }
     }
-    remove_present(headers, &HOP_BY_HOP);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if upgrade_present {
         headers.remove(header::UPGRADE);
     }
     if te_trailers {
@@ -440,5 +462,101 @@ mod tests {
         assert_eq!(&*request_id(&h), "abc-123");
         h.insert(X_REQUEST_ID, HeaderValue::from_static("bad id\"<script>"));
         assert_ne!(&*request_id(&h), "bad id\"<script>");
+    }
+
+    /// The rule as RFC 9110 §7.6.1 words it, with no shortcut: every name `Connection`
+    /// lists goes (but the gateway's own and `Upgrade`), then every hop-by-hop header.
+    fn strip_by_the_book(headers: &mut HeaderMap, upgrade: bool) {
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|name| !NOT_HOP_BY_HOP.contains(name))
+            .collect();
+        let te_trailers = headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+        for name in named.iter().filter(|n| *n != header::UPGRADE) {
+            headers.remove(name);
+        }
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        } else {
+            headers.remove(header::UPGRADE);
+        }
+        if te_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+
+    #[test]
+    fn the_one_pass_strip_does_what_the_rule_says() {
+        const NAMES: [&str; 14] = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "content-length",
+            "x-hop",
+            "close",
+            "x-forwarded-for",
+            "host",
+            "accept",
+        ];
+        const TOKENS: [&str; 10] = [
+            "close",
+            "Keep-Alive",
+            "x-hop",
+            "X-HOP",
+            "upgrade",
+            "host",
+            "te",
+            "",
+            " x-hop ",
+            "bad token",
+        ];
+        const VALUES: [&str; 3] = ["1", "trailers", "chunked"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for case in 0..20_000 {
+            let mut h = HeaderMap::new();
+            for _ in 0..next(7) {
+                let name = NAMES[next(NAMES.len())];
+                let value = if name == "connection" {
+                    (0..=next(3))
+                        .map(|_| TOKENS[next(TOKENS.len())])
+                        .collect::<Vec<_>>()
+                        .join(",")
+                } else {
+                    VALUES[next(VALUES.len())].to_owned()
+                };
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    h.append(HeaderName::from_static(name), value);
+                }
+            }
+            let upgrade = next(2) == 0;
+            let mut expected = h.clone();
+            strip_by_the_book(&mut expected, upgrade);
+            let before = format!("{h:?}");
+            strip_hop_by_hop(&mut h, upgrade);
+            assert_eq!(h, expected, "case {case}: {before} (upgrade: {upgrade})");
+        }
     }
 }

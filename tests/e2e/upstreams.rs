@@ -73,6 +73,11 @@ async fn idempotent_requests_retry_on_connect_failure() {
         let reply = get_once(gw.addr(), "h", "/").await;
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("x-upstream"), Some("live"));
+        // The retried request is the whole request, headers and all.
+        let seen = &reply.json()["headers"];
+        assert_eq!(seen["host"], serde_json::json!(["h"]), "{seen}");
+        assert!(seen["x-forwarded-for"].is_array(), "{seen}");
+        assert!(seen["x-request-id"].is_array(), "{seen}");
     }
 }
 

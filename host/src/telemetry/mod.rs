@@ -4,7 +4,7 @@
 mod access_log;
 mod metrics;
 
-pub use access_log::{ACCESS_TARGET, AccessJsonLayer, AccessRecord, HeaderRedactor};
+pub use access_log::{ACCESS_TARGET, AccessRecord, HeaderRedactor};
 pub use metrics::{Metrics, PluginEventLabels, PluginFailureLabels, PluginLabels};
 
 use std::sync::{Arc, Mutex};
@@ -105,17 +105,21 @@ pub fn init(format: LogFormat) -> LogGuard {
 
     let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Json => registry
-            .with(AccessJsonLayer::new(access_out).with_filter(only_access))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr)
-                    .with_filter(not_access)
-                    .with_filter(ops_filter),
-            )
-            .init(),
+        LogFormat::Json => {
+            // Access records write their own JSON lines (`AccessRecord`'s drop), not
+            // through `tracing`.
+            access_log::write_json_to(access_out);
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .flatten_event(true)
+                        .with_writer(std::io::stderr)
+                        .with_filter(not_access)
+                        .with_filter(ops_filter),
+                )
+                .init();
+        }
         LogFormat::Pretty => registry
             .with(
                 tracing_subscriber::fmt::layer()

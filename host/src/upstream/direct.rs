@@ -156,30 +156,40 @@ impl DirectPool {
     /// Sends `request` (origin-form target, `Host` set or not) to `authority`, the pool's
     /// target `index`. A request that a reused connection could not take (the upstream
     /// closed it while it sat idle) is sent again on a new one; nothing that was written
-    /// is ever sent twice.
+    /// is ever sent twice. When no connection could be made, the request comes back
+    /// with the error, unsent, for the caller to try another target with.
     pub async fn send(
         self: &Arc<Self>,
         index: usize,
         authority: &Authority,
         path_and_query: &PathAndQuery,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, DirectError> {
+    ) -> Result<Response<ProxyBody>, (DirectError, Option<Request<ProxyBody>>)> {
         *request.uri_mut() = http::Uri::from(path_and_query.clone());
         // As the pooled client writes it: the target's authority, without the default port.
         let host = match authority.port_u16() {
             Some(80) => authority.host(),
             _ => authority.as_str(),
         };
-        if !request.headers().contains_key(header::HOST)
-            && let Ok(host) = http::HeaderValue::from_str(host)
-        {
+        let own_host = !request.headers().contains_key(header::HOST);
+        if own_host && let Ok(host) = http::HeaderValue::from_str(host) {
             request.headers_mut().insert(header::HOST, host);
         }
         let mut request = Some(request);
         loop {
             let (mut conn, reused) = match self.checkout(index) {
                 Some(conn) => (conn, true),
-                None => (self.connect(authority).await?, false),
+                None => match self.connect(authority).await {
+                    Ok(conn) => (conn, false),
+                    // Never written anywhere: the caller may send it to another
+                    // target, which names its own `Host`.
+                    Err(e) => {
+                        if own_host && let Some(request) = request.as_mut() {
+                            request.headers_mut().remove(header::HOST);
+                        }
+                        return Err((e, request));
+                    }
+                },
             };
             let Some(req) = request.take() else {
                 unreachable!("the request is put back before every retry");
@@ -189,7 +199,7 @@ impl DirectPool {
                 Ok(response) => return Ok(self.with_release(index, conn, response)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => request = Some(unsent),
-                    _ => return Err(DirectError::Http(e.into_error())),
+                    _ => return Err((DirectError::Http(e.into_error()), None)),
                 },
             }
         }

@@ -159,6 +159,12 @@ impl Upstream {
         let mut body = Some(body);
         let mut headers = Some(headers);
         let mut last_error = GatewayError::NoHealthyUpstream;
+        // A protocol switch needs the pooled client's upgrade plumbing.
+        let direct = self.direct.as_ref().filter(|_| {
+            !headers
+                .as_ref()
+                .is_some_and(|h| h.contains_key(http::header::UPGRADE))
+        });
         for attempt in 0..attempts {
             let Some(index) = self.pick(&tried) else {
                 break;
@@ -167,8 +173,9 @@ impl Upstream {
             let target = &self.targets[index];
             let mut request = Request::new(body.take().unwrap_or_else(empty));
             *request.method_mut() = method.clone();
-            // Only a request that may be sent again needs its headers copied.
-            *request.headers_mut() = if attempt + 1 < attempts {
+            // Only a request that may be sent again on the pooled client needs its
+            // headers copied: the direct client hands back a request it could not send.
+            *request.headers_mut() = if attempt + 1 < attempts && direct.is_none() {
                 headers.clone().unwrap_or_default()
             } else {
                 headers.take().unwrap_or_default()
@@ -180,15 +187,21 @@ impl Upstream {
                 upstream: Arc::clone(self),
                 index,
             };
-            let sent = match &self.direct {
-                // A protocol switch needs the pooled client's upgrade plumbing.
-                Some(direct) if !request.headers().contains_key(http::header::UPGRADE) => {
+            let sent = match direct {
+                Some(direct) => {
                     let sent = direct.send(index, &target.authority, path_and_query, request);
                     tokio::time::timeout(self.request_timeout, sent)
                         .await
-                        .map(|sent| sent.map_err(Failure::Direct))
+                        .map(|sent| {
+                            sent.map_err(|(e, unsent)| {
+                                if let Some(unsent) = unsent {
+                                    headers = Some(unsent.into_parts().0.headers);
+                                }
+                                Failure::Direct(e)
+                            })
+                        })
                 }
-                _ => {
+                None => {
                     let mut uri_parts = http::uri::Parts::default();
                     uri_parts.scheme = Some(self.scheme.clone());
                     uri_parts.authority = Some(target.authority.clone());

@@ -231,6 +231,15 @@ async fn a_refused_connect_is_a_connect_error() {
         Authority::try_from(listener.local_addr().expect("addr").to_string()).expect("authority");
     drop(listener);
     let path = PathAndQuery::from_static("/");
-    let failed = pool().send(0, &to, &path, Request::new(empty())).await;
-    assert!(matches!(failed, Err(DirectError::Connect(_))));
+    let mut request = Request::new(empty());
+    request
+        .headers_mut()
+        .insert("x-kept", http::HeaderValue::from_static("1"));
+    let failed = pool().send(0, &to, &path, request).await;
+    let Err((DirectError::Connect(_), Some(unsent))) = failed else {
+        panic!("a refused connect is a connect error, and hands the request back");
+    };
+    // As it came: the `Host` written for this target is not left for the next one.
+    assert_eq!(unsent.headers()["x-kept"], "1");
+    assert!(!unsent.headers().contains_key(http::header::HOST));
 }
