@@ -224,7 +224,15 @@ fn timestamp(line: &mut Vec<u8>) {
         .unwrap_or_default();
     let second = |cached: &mut (u64, [u8; 19])| {
         if cached.0 != since.as_secs() {
-            let text = humantime::format_rfc3339_seconds(now).to_string();
+            // From the clamped seconds (a clock before 1970 reads as 1970), and through
+            // `write!`: humantime panics before 1970 and fails past year 9999, and a
+            // panic in a drop may abort the process.
+            let whole = std::time::UNIX_EPOCH + Duration::from_secs(since.as_secs());
+            let mut text = String::new();
+            let _ = std::fmt::Write::write_fmt(
+                &mut text,
+                format_args!("{}", humantime::format_rfc3339_seconds(whole)),
+            );
             if let Some(prefix) = text.as_bytes().get(..19) {
                 cached.1.copy_from_slice(prefix);
                 cached.0 = since.as_secs();
@@ -370,6 +378,32 @@ mod tests {
         let stamp = parsed["timestamp"].as_str().unwrap_or_default();
         assert_eq!(stamp.len(), "2026-12-07T23:59:59.123456Z".len(), "{stamp}");
         assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let cases = [
+            "plain",
+            "",
+            "/api/v1/users",
+            "café ☃ 𝄞",
+            "del\u{7f}",
+            "tab\there",
+            "a\"b",
+            "back\\slash",
+            "\u{1}\u{1f}",
+            "end\n",
+            "{\"user-agent\":\"curl/8\"}",
+        ];
+        for value in cases {
+            let mut line = Vec::new();
+            str_field(&mut line, "k", value);
+            let expected = format!(
+                ",\"k\":{}",
+                serde_json::to_string(value).unwrap_or_default()
+            );
+            assert_eq!(String::from_utf8_lossy(&line), expected, "{value:?}");
+        }
     }
 
     #[test]

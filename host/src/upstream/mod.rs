@@ -178,7 +178,12 @@ impl Upstream {
             *request.headers_mut() = if attempt + 1 < attempts && direct.is_none() {
                 headers.clone().unwrap_or_default()
             } else {
-                headers.take().unwrap_or_default()
+                // Never a retry without its headers: one that did not come back is not
+                // sent again.
+                let Some(headers) = headers.take() else {
+                    break;
+                };
+                headers
             };
             *request.version_mut() = http::Version::HTTP_11;
 
