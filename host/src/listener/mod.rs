@@ -10,11 +10,13 @@
 pub mod config;
 pub mod framing;
 pub mod io;
+mod side;
 pub mod tls;
 pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -307,19 +309,45 @@ impl ListenerSettings {
         // Since when the connection has been asked to end (idle or draining): a client
         // that ignores HTTP/2's GOAWAY would otherwise keep it for good.
         let mut closing_since: Option<std::time::Instant> = None;
+        let (side, side_waker) = side::SideWake::new();
         loop {
-            tokio::select! {
-                result = conn.as_mut() => {
+            // The side futures, made anew for each turn of the loop and polled only when
+            // made or woken (`side.rs`); the connection is polled on every wake-up.
+            let mut stop = std::pin::pin!(shutdown.wait_for(|stop| *stop));
+            let mut head_started = std::pin::pin!(activity.head_started.notified());
+            side.mark();
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Ended(result));
+                }
+                if !side.due(cx) {
+                    return Poll::Pending;
+                }
+                let mut side_cx = Context::from_waker(&side_waker);
+                if closing_since.is_none() && stop.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::Shutdown);
+                }
+                if head_started.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::HeadStarted);
+                }
+                if idle_timer.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Ended(result) => {
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                     break;
                 }
-                _ = shutdown.wait_for(|stop| *stop), if closing_since.is_none() => {
+                Event::Shutdown => {
                     conn.as_mut().graceful_shutdown();
                     closing_since = Some(std::time::Instant::now());
                 }
-                () = activity.head_started.notified() => {
+                Event::HeadStarted => {
                     if let Some(since) = activity.head_since() {
                         let due = since + head_timeout;
                         if due < idle_timer.deadline().into_std() {
@@ -327,7 +355,7 @@ impl ListenerSettings {
                         }
                     }
                 }
-                () = &mut idle_timer => {
+                Event::Timer => {
                     let stalled = activity.send_stalled_for();
                     if stalled >= send_timeout {
                         // A client that takes nothing cannot be shut down gracefully
@@ -336,7 +364,9 @@ impl ListenerSettings {
                         break;
                     }
                     let now = std::time::Instant::now();
-                    let open = activity.open_requests.load(std::sync::atomic::Ordering::Relaxed);
+                    let open = activity
+                        .open_requests
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     // A head still arriving while no request is being served (a pipelined
                     // one waits for its turn, as with hyper's own timer).
                     let head_due = activity
@@ -359,7 +389,11 @@ impl ListenerSettings {
                         tracing::debug!(%peer, "dropping a connection that did not end when asked (GOAWAY ignored)");
                         break;
                     }
-                    let next = if open == 0 && closing_since.is_none() { deadline } else { now + idle };
+                    let next = if open == 0 && closing_since.is_none() {
+                        deadline
+                    } else {
+                        now + idle
+                    };
                     let next = close_due.map_or(next, |due| next.min(due));
                     let next = head_due.map_or(next, |due| next.min(due));
                     idle_timer.as_mut().reset(next.min(now + send_check).into());
@@ -367,6 +401,18 @@ impl ListenerSettings {
             }
         }
     }
+}
+
+/// What ended a wait of the connection loop.
+enum Event<E> {
+    /// The connection is over, cleanly or not.
+    Ended(Result<(), E>),
+    /// The gateway is shutting down.
+    Shutdown,
+    /// A request head started arriving.
+    HeadStarted,
+    /// The connection's timer is due.
+    Timer,
 }
 
 /// How long a connection asked to end (GOAWAY sent, or HTTP/1 keep-alive turned off)

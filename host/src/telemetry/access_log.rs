@@ -265,11 +265,11 @@ fn digits(line: &mut Vec<u8>, mut n: u64, width: usize) {
 /// nothing to escape (the common case), escaped by serde_json otherwise.
 fn str_field(line: &mut Vec<u8>, name: &str, value: &str) {
     key(line, name);
-    // Folded without an early exit, so the check is vectorised.
-    let escapes = value.bytes().fold(false, |seen, b| {
-        seen | (b < 0x20) | (b == b'"') | (b == b'\\')
+    // Folded into a byte without an early exit, so the check is vectorised.
+    let escapes = value.bytes().fold(0u8, |seen, b| {
+        seen | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
     });
-    if !escapes {
+    if escapes == 0 {
         line.push(b'"');
         line.extend_from_slice(value.as_bytes());
         line.push(b'"');

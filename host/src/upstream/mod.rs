@@ -194,7 +194,14 @@ impl Upstream {
             };
             let sent = match direct {
                 Some(direct) => {
-                    let sent = direct.send(index, &target.authority, path_and_query, request);
+                    // Pinned where it is made, so the timeout holds a pointer: moved into
+                    // it, the call's state was copied on every request (callgrind).
+                    let sent = std::pin::pin!(direct.send(
+                        index,
+                        &target.authority,
+                        path_and_query,
+                        request
+                    ));
                     tokio::time::timeout(self.request_timeout, sent)
                         .await
                         .map(|sent| {
