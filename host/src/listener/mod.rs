@@ -317,23 +317,26 @@ impl ListenerSettings {
             let mut head_started = std::pin::pin!(activity.head_started.notified());
             side.mark();
             let event = std::future::poll_fn(|cx| {
-                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Ended(result));
+                // The side futures first when due: polled after a busy connection, they
+                // would find tokio's per-poll budget spent (the timer and the watch then
+                // answer Pending), and a client that keeps the connection busy could keep
+                // the send timeout and the drain from ever being seen.
+                if side.due(cx) {
+                    let mut side_cx = Context::from_waker(&side_waker);
+                    if closing_since.is_none() && stop.as_mut().poll(&mut side_cx).is_ready() {
+                        return Poll::Ready(Event::Shutdown);
+                    }
+                    if head_started.as_mut().poll(&mut side_cx).is_ready() {
+                        return Poll::Ready(Event::HeadStarted);
+                    }
+                    if idle_timer.as_mut().poll(&mut side_cx).is_ready() {
+                        return Poll::Ready(Event::Timer);
+                    }
                 }
-                if !side.due(cx) {
-                    return Poll::Pending;
+                match conn.as_mut().poll(cx) {
+                    Poll::Ready(result) => Poll::Ready(Event::Ended(result)),
+                    Poll::Pending => Poll::Pending,
                 }
-                let mut side_cx = Context::from_waker(&side_waker);
-                if closing_since.is_none() && stop.as_mut().poll(&mut side_cx).is_ready() {
-                    return Poll::Ready(Event::Shutdown);
-                }
-                if head_started.as_mut().poll(&mut side_cx).is_ready() {
-                    return Poll::Ready(Event::HeadStarted);
-                }
-                if idle_timer.as_mut().poll(&mut side_cx).is_ready() {
-                    return Poll::Ready(Event::Timer);
-                }
-                Poll::Pending
             })
             .await;
             match event {
@@ -394,7 +397,11 @@ impl ListenerSettings {
                     } else {
                         now + idle
                     };
-                    let next = close_due.map_or(next, |due| next.min(due));
+                    // The close grace counts only once no request is open: while one
+                    // is, a due time already past would fire the timer at every turn.
+                    let next = close_due
+                        .filter(|_| open == 0)
+                        .map_or(next, |due| next.min(due));
                     let next = head_due.map_or(next, |due| next.min(due));
                     idle_timer.as_mut().reset(next.min(now + send_check).into());
                 }
