@@ -70,7 +70,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if transfer_encoding {
         headers.remove(header::CONTENT_LENGTH);
     }
-    // Names `Connection` lists beyond the hop-by-hop ones (rare): only those present.
+    // Names `Connection` lists beyond the hop-by-hop ones (rare), which go below.
     let named: Vec<HeaderName> = if connection {
         headers
             .get_all(header::CONNECTION)

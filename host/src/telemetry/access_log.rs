@@ -218,8 +218,7 @@ thread_local! {
 
 /// Appends the time as RFC 3339 UTC with microseconds (`2026-12-07T23:59:59.123456Z`).
 fn timestamp(line: &mut Vec<u8>) {
-    let now = std::time::SystemTime::now();
-    let since = now
+    let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     let second = |cached: &mut (u64, [u8; 19])| {
@@ -265,11 +264,9 @@ fn digits(line: &mut Vec<u8>, mut n: u64, width: usize) {
 /// nothing to escape (the common case), escaped by serde_json otherwise.
 fn str_field(line: &mut Vec<u8>, name: &str, value: &str) {
     key(line, name);
-    // Folded into a byte without an early exit, so the check is vectorised.
-    let escapes = value.bytes().fold(0u8, |seen, b| {
-        seen | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\')
-    });
-    if escapes == 0 {
+    // The bytes JSON must escape (serde_json escapes nothing else: not DEL, not UTF-8).
+    let escapes = value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    if !escapes {
         line.push(b'"');
         line.extend_from_slice(value.as_bytes());
         line.push(b'"');
