@@ -21,3 +21,4 @@ mod transform;
 mod upstreams;
 mod validate;
 mod wasi;
+mod wasi_http;

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::home::{AbortOnDrop, HOME};
 use super::info::EntryInfo;
 
 /// Epoch ticks a call may compute through before its entry is demoted. A tick falls in a
@@ -437,67 +438,12 @@ pub fn on_lane_thread() -> bool {
     LANE_THREAD.get()
 }
 
-tokio::task_local! {
-    /// The runtime a lane call came from, for the work it must not do on the lane.
-    static HOME: tokio::runtime::Handle;
-}
-
-/// Runs `work` on the serving runtime when called from a lane call, else here. Network
-/// work a plugin asks for goes through clients and key sets that every entry shares: a
-/// connection opened on the lane would be registered with the lane's reactor and driven by
-/// its tasks, and a key-set refresh started there would hold its single-flight lock, so
-/// healthy routes reusing them would wait on threads a misbehaving plugin keeps busy.
-/// `None` when the serving runtime dropped the work (it is shutting down).
-pub async fn at_home<F>(work: F) -> Option<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let Ok(home) = HOME.try_with(tokio::runtime::Handle::clone) else {
-        return Some(work.await);
-    };
-    let work = tracing::Instrument::in_current_span(work);
-    match AbortOnDrop(home.spawn(work)).wait().await {
-        Ok(output) => Some(output),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => None,
-    }
-}
-
-/// Starts `work` on the serving runtime when called from a lane call (see [`at_home`]),
-/// else on the current one.
-pub fn spawn_at_home<F>(work: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let work = tracing::Instrument::in_current_span(work);
-    match HOME.try_with(tokio::runtime::Handle::clone) {
-        Ok(home) => drop(home.spawn(work)),
-        Err(_) => drop(tokio::spawn(work)),
-    }
-}
-
 /// Drops what a demoted entry's instance leaves behind on the lane: resetting a store that
 /// grew to its memory budget decommits every page it touched.
 pub fn drop_on_lane<T: Send + 'static>(value: T) {
     match lane() {
         Ok(lane) => drop(lane.runtime.spawn(async move { drop(value) })),
         Err(_) => drop(value),
-    }
-}
-
-/// A task (on the lane, or at home for a lane call) aborted when its waiter goes away.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> AbortOnDrop<T> {
-    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -574,7 +520,9 @@ mod tests {
             .expect("turn");
         let call = async {
             let here = on_lane_thread();
-            let home = at_home(async { on_lane_thread() }).await.expect("home");
+            let home = super::super::home::at_home(async { on_lane_thread() })
+                .await
+                .expect("home");
             (here, home)
         };
         let (here, home) = on_lane(turn, &entry, call, None).await.expect("lane");

@@ -477,9 +477,7 @@ impl Entry {
         engine: &PluginEngine,
         info: &Arc<EntryInfo>,
     ) -> Result<Phases, String> {
-        let mut state = PluginState::new(Arc::clone(info));
-        // Nothing may leave the gateway while it is only loading its config.
-        state.outbound_left = 0;
+        let state = PluginState::loading(Arc::clone(info));
         // Loading gets more time than a request: a guest may parse a large document here.
         let budget = info.budgets.deadline.max(CHECK_CONFIG_DEADLINE);
         let _slot = engine.slot(budget).await.ok_or_else(|| {
@@ -523,8 +521,7 @@ impl Entry {
         // Compiled before the deadline is armed and a slot taken: compiling is not the
         // plugin's time.
         let instrumented = super::snapshot::instrument(engine.engine(), bytes)?;
-        let mut state = PluginState::new(Arc::clone(info));
-        state.outbound_left = 0;
+        let mut state = PluginState::loading(Arc::clone(info));
         state.seeded = Some(super::snapshot::Seeded::new(
             engine.snapshot_key()?,
             bytes,

@@ -423,10 +423,9 @@ impl outbound_http::Host for PluginState {
         if !self.entry.grants.permits_url(&uri) {
             return Ok(Err(HttpError::HostNotGranted(format!("{host}:{port}"))));
         }
-        if self.outbound_left == 0 {
+        if !self.take_outbound_call() {
             return Ok(Err(HttpError::BudgetExhausted));
         }
-        self.outbound_left -= 1;
         let cap = self.entry.budgets.body_bytes;
         if request.body.len() as u64 > cap {
             return Err(self.output_too_large("outbound request body over `body_bytes`"));
@@ -491,10 +490,10 @@ impl outbound_http::Host for PluginState {
             })
         };
         // On the serving runtime even for a plugin on the lane: the client's connections
-        // are shared with every route (`cpu::at_home`).
+        // are shared with every route (`home::at_home`).
         // The timer too: made on the lane, it would be driven by the lane's timer wheel.
         let exchange =
-            super::cpu::at_home(async move { tokio::time::timeout(timeout, exchange).await });
+            super::home::at_home(async move { tokio::time::timeout(timeout, exchange).await });
         Ok(match exchange.await {
             Some(Ok(result)) => result,
             Some(Err(_elapsed)) => Err(HttpError::Timeout),

@@ -359,7 +359,7 @@ impl KeySets {
             return Ok(set);
         }
         // Single flight: one task fetches, the others wait here and re-check. On the
-        // serving runtime even for a plugin on the lane (`cpu::at_home`): the lock is
+        // serving runtime even for a plugin on the lane (`home::at_home`): the lock is
         // shared with every route.
         let (client, kid) = (self.client.clone(), kid.map(str::to_owned));
         let flight = async move {
@@ -369,7 +369,7 @@ impl KeySets {
             }
             refresh(&client, &remote, &settings).await
         };
-        super::cpu::at_home(flight)
+        super::home::at_home(flight)
             .await
             .unwrap_or_else(|| Err("the gateway is shutting down".to_owned()))
     }
@@ -384,7 +384,7 @@ impl KeySets {
             return;
         }
         let (client, remote, settings) = (self.client.clone(), Arc::clone(remote), self.settings);
-        super::cpu::spawn_at_home(async move {
+        super::home::spawn_at_home(async move {
             {
                 let _guard = remote.refreshing.lock().await;
                 let fresh = remote

@@ -27,6 +27,7 @@ pub mod cpu;
 pub mod engine;
 pub mod entry;
 pub mod failure;
+pub mod home;
 pub mod imports;
 pub mod info;
 pub mod jwks;
@@ -299,7 +300,7 @@ async fn snapshot_of(engine: &PluginEngine, l: &Linked) -> PluginFullPre<PluginS
 
 /// Refuses imports the entry was not granted, saying which grant is missing, and imports
 /// the gateway never provides (`wasi:http`'s incoming handler among them; its outgoing
-/// handler is linked with every request refused), naming every one at once.
+/// handler is served under the `http` grant), naming every one at once.
 fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
     let mut refused = Vec::new();
     let mut grants_missing = Vec::new();
@@ -347,9 +348,9 @@ fn check_imports(imports: &[String], grants: &Grants) -> Result<(), String> {
             format!(
                 "imports {}, which Portcullis does not provide to plugins (of WASI 0.2, \
                  plugins get io, clocks, random, cli, filesystem and sockets with \
-                 nothing to reach, and an HTTP outgoing handler that refuses every request; \
-                 outbound HTTP goes through the \
-                 `portcullis:plugin/outbound-http` import, under the `http` grant){flag}",
+                 nothing to reach, and `wasi:http/outgoing-handler`, which like the \
+                 `portcullis:plugin/outbound-http` import reaches only the hosts of the \
+                 `http` grant){flag}",
                 refused.join(", ")
             ),
         );

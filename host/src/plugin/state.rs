@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -106,7 +107,9 @@ pub struct PluginState {
     pub(super) memory_in_use: usize,
     /// The last growth granted, taken back if the allocator then fails it.
     last_growth: usize,
-    pub(super) outbound_left: u32,
+    /// Outbound calls left for the current request, shared by the `outbound-http` import
+    /// and `wasi:http` (`wasi_http.rs`), so the two cannot add up past the budget.
+    pub(super) outbound_left: Arc<AtomicU32>,
     /// Wall-clock end of the current call; the epoch callback traps past it.
     pub(super) deadline: Instant,
     /// Epoch ticks the current call has computed through (`cpu.rs`).
@@ -129,7 +132,7 @@ impl PluginState {
             memory_cap: entry.budgets.memory_bytes,
             memory_in_use: 0,
             last_growth: 0,
-            outbound_left: entry.budgets.outbound_calls,
+            outbound_left: Arc::new(AtomicU32::new(entry.budgets.outbound_calls)),
             deadline: Instant::now() + entry.budgets.deadline,
             ticks: 0,
             resumed: Arc::default(),
@@ -142,6 +145,14 @@ impl PluginState {
             seeded: None,
             wasi: None,
         }
+    }
+
+    /// A store for a config check or a snapshot: nothing may leave the gateway while it
+    /// is only loading its config, so no outbound call is allowed.
+    pub(super) fn loading(entry: Arc<EntryInfo>) -> Self {
+        let state = Self::new(entry);
+        state.outbound_left.store(0, Ordering::Relaxed);
+        state
     }
 
     /// Files what the plugin logs, through its `log` import or its WASI output, under
@@ -189,8 +200,14 @@ impl PluginState {
         self.deadline = Instant::now() + self.entry.budgets.deadline;
         self.fault = None;
         if new_request {
-            self.outbound_left = self.entry.budgets.outbound_calls;
+            self.outbound_left
+                .store(self.entry.budgets.outbound_calls, Ordering::Relaxed);
         }
+    }
+
+    /// Takes one outbound call from the request's budget; `false` when none is left.
+    pub(super) fn take_outbound_call(&self) -> bool {
+        take_one(&self.outbound_left)
     }
 
     pub(super) fn request_mut(&mut self) -> wasmtime::Result<&mut PluginRequest> {
@@ -211,6 +228,12 @@ impl PluginState {
         self.fault = Some(Fault::OutputTooLarge(what));
         wasmtime::Error::msg(format!("plugin output too large: {what}"))
     }
+}
+
+/// Takes one from a budget counter; `false` when it is spent.
+pub(super) fn take_one(left: &AtomicU32) -> bool {
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// Memory caps by store limits: growth past the entry's budget fails the call, and the

@@ -19,10 +19,11 @@
 //!   the plugin uses them, so both are linked, empty: no directory is preopened, so no
 //!   file can be named, and every socket address and name lookup is denied.
 //!
-//! `wasi:http` is linked with every request refused (`wasi_http.rs`); outbound HTTP goes
-//! through the `portcullis:plugin` import, under the entry's `http` grant.
+//! `wasi:http`'s outgoing handler is served under the entry's `http` grant, with the same
+//! allowlist, budget and deadline as the contract's `outbound-http` (`wasi_http.rs`).
 
 use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -137,11 +138,13 @@ impl std::fmt::Debug for Wasi {
 
 impl Wasi {
     /// `seeded` is the keyed stream of an instance being snapshotted: its random draws
-    /// come from streams forked from it, so the snapshot is repeatable.
+    /// come from streams forked from it, so the snapshot is repeatable. `outbound_left`
+    /// is the store's outbound-call budget, which `wasi:http` draws on too.
     pub fn new(
         entry: &Arc<EntryInfo>,
         request_id: Option<Arc<str>>,
         seeded: Option<&mut Seeded>,
+        outbound_left: &Arc<AtomicU32>,
     ) -> Self {
         let request_id = Arc::new(Mutex::new(request_id));
         let sink = |stream, level| {
@@ -189,7 +192,7 @@ impl Wasi {
         Self {
             ctx,
             table,
-            http: Http::new(entry, &request_id),
+            http: Http::new(entry, &request_id, outbound_left),
             request_id,
             sinks,
         }
@@ -222,6 +225,7 @@ impl PluginState {
                 &self.entry,
                 self.request_id.clone(),
                 self.seeded.as_mut(),
+                &self.outbound_left,
             ))
         })
     }

@@ -1,21 +1,33 @@
 //! `wasi:http` for guests whose toolchain imports it: StarlingMonkey (componentize-js)
 //! links `wasi:http/types` and `wasi:http/outgoing-handler` into every default build, for
-//! `fetch`, whether or not the plugin calls it. The interfaces are linked (with
-//! wasmtime-wasi-http's types), so those builds load; every outgoing request is refused
-//! with `HTTP-request-denied` before any connection is made, and the refusal is logged
-//! under the request, saying what to use instead. Outbound HTTP goes through the
-//! contract's `outbound-http` import, which holds the entry's `http` grant (host
-//! allowlist, call budget, deadline).
+//! `fetch`, and Rust guests may call it through the `wasip2` crate.
+//!
+//! An outgoing request is held to the same rules as the contract's `outbound-http`
+//! import: its URL's host and port must be in the entry's `http` grant, it takes one call
+//! from the request's `outbound_calls` budget (the two interfaces share it), it goes
+//! through the gateway's shared client, and it ends at the plugin's deadline (the
+//! guest's own first-byte timeout may end it sooner); the request and response bodies
+//! are held to `body_bytes`. A request outside those rules is refused with
+//! `HTTP-request-denied` before any connection is made, and the refusal is logged under
+//! the request with the host only (a URL's path and query may carry secrets).
 
+use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{
     Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
 use super::info::EntryInfo;
-use super::state::PluginState;
+use super::services::OutboundClient;
+use super::state::{PluginState, take_one};
 
 /// The `wasi:http` interfaces linked, without their versions.
 pub const SERVED: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
@@ -25,34 +37,49 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
 }
 
-/// One instance's `wasi:http` state: the field-size limit, and the hooks that refuse.
+/// One instance's `wasi:http` state: the field-size limit, and the hooks that admit or
+/// refuse each request.
 pub struct Http {
     ctx: WasiHttpCtx,
-    hooks: Refuse,
+    hooks: Gate,
 }
 
 impl Http {
-    /// `request_id` is the instance's WASI context's: the request being served.
-    pub fn new(entry: &Arc<EntryInfo>, request_id: &Arc<Mutex<Option<Arc<str>>>>) -> Self {
+    /// `request_id` is the instance's WASI context's: the request being served;
+    /// `outbound_left` is the store's budget counter.
+    pub fn new(
+        entry: &Arc<EntryInfo>,
+        request_id: &Arc<Mutex<Option<Arc<str>>>>,
+        outbound_left: &Arc<AtomicU32>,
+    ) -> Self {
         let mut ctx = WasiHttpCtx::new();
         // These resources live on the host's heap, outside the memory budget: each fields
         // resource is held to 16 KiB (a guest cloning one in a loop would otherwise take
-        // 128 KiB a call), and bodies (below) to one small chunk.
+        // 128 KiB a call), and bodies (below) to one small chunk in flight.
         ctx.set_field_size_limit(16 << 10);
         Self {
             ctx,
-            hooks: Refuse {
+            hooks: Gate {
                 entry: Arc::clone(entry),
                 request_id: Arc::clone(request_id),
+                outbound_left: Arc::clone(outbound_left),
+                deadline: Instant::now(),
             },
         }
     }
+
+    /// The current call's deadline, which every request sent from now on ends at.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.hooks.deadline = deadline;
+    }
 }
 
-/// Refuses every outgoing request, and says so in the log.
-struct Refuse {
+/// Admits the requests the entry's grant and budget allow, and refuses the rest.
+struct Gate {
     entry: Arc<EntryInfo>,
     request_id: Arc<Mutex<Option<Arc<str>>>>,
+    outbound_left: Arc<AtomicU32>,
+    deadline: Instant,
 }
 
 type Sent = Result<
@@ -63,31 +90,72 @@ type Sent = Result<
     Error,
 >;
 
-impl WasiHttpHooks for Refuse {
+impl Gate {
+    /// Why this request may not be sent, if it may not; takes a call from the budget if
+    /// it may.
+    fn refusal(&self, uri: &http::Uri) -> Option<String> {
+        let grants = &self.entry.grants;
+        let host = uri.host().unwrap_or("");
+        if grants.http.is_empty() {
+            return Some(format!(
+                "this entry has no `http` grant; add `grants = {{ http = [\"{host}\"] }}` \
+                 to the entry if it should reach that host"
+            ));
+        }
+        if !grants.permits_url(uri) {
+            return Some(format!(
+                "its host and port are not in the entry's `grants.http`{}",
+                if uri.port().is_some() {
+                    ""
+                } else {
+                    " (a grant without a port allows the scheme's default port only)"
+                }
+            ));
+        }
+        if !take_one(&self.outbound_left) {
+            return Some(
+                "no outbound call is left for this request (`budgets.outbound_calls`, shared \
+                 with outbound-http; none while the config is checked)"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+}
+
+impl WasiHttpHooks for Gate {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<RequestOptions>,
+        options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        // The host only: a URL's path and query may carry what a plugin should not log.
-        let host = request.uri().host().unwrap_or("(no host)").to_owned();
-        let request_id = self.request_id.lock().ok().and_then(|id| id.clone());
-        self.entry.log_line(
-            tracing::Level::WARN,
-            None,
-            request_id.as_deref(),
-            &format!(
-                "wasi:http request to {host} refused: plugins reach the network only through \
-                 portcullis:plugin/outbound-http, under the entry's `http` grant"
-            ),
-        );
-        Box::new(async { Err(Error::HttpRequestDenied) })
+        if let Some(why) = self.refusal(request.uri()) {
+            // The host only: a URL's path and query may carry what a plugin should not log.
+            let host = request.uri().host().unwrap_or("(no host)");
+            let request_id = self.request_id.lock().ok().and_then(|id| id.clone());
+            self.entry.log_line(
+                tracing::Level::WARN,
+                None,
+                request_id.as_deref(),
+                &format!("wasi:http request to {host} refused: {why}"),
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        let send = Outgoing {
+            client: self.entry.services.http.clone(),
+            body_bytes: self.entry.budgets.body_bytes,
+            deadline: self.deadline,
+            first_byte: options.and_then(|o| o.first_byte_timeout),
+        };
+        // Taken now: the future runs in a task of its own, where a lane call's home
+        // runtime can no longer be found.
+        let home = super::home::home();
+        Box::new(send.run(request, home))
     }
 
-    /// An outgoing body's writes are buffered on the host until the request is handed
-    /// over, which never happens: one chunk of 4 KiB (the default is 1 MiB) bounds what a
-    /// guest can pin per body.
+    /// An outgoing body's writes are buffered on the host until the sender takes them:
+    /// one chunk of 4 KiB (the default is 1 MiB) bounds what a guest can pin per body.
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
         1
     }
@@ -97,9 +165,130 @@ impl WasiHttpHooks for Refuse {
     }
 }
 
+/// One admitted request, with the limits it is sent under.
+struct Outgoing {
+    client: OutboundClient,
+    body_bytes: u64,
+    deadline: Instant,
+    first_byte: Option<Duration>,
+}
+
+impl Outgoing {
+    async fn run(
+        self,
+        request: http::Request<WasiBody>,
+        home: Option<tokio::runtime::Handle>,
+    ) -> Sent {
+        let Self {
+            client,
+            body_bytes,
+            deadline,
+            first_byte,
+        } = self;
+        let cap = usize::try_from(body_bytes).unwrap_or(usize::MAX);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = first_byte.map_or(left, |t| t.min(left));
+        let exchange = async move {
+            // The body is taken whole, as `outbound-http` takes it: the guest may write it
+            // before or after handing the request over, and this task reads it meanwhile.
+            let (head, body) = request.into_parts();
+            let body = Limited::new(body, cap)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Error::HttpRequestBodySize(Some(body_bytes))
+                    } else {
+                        Error::InternalError(Some(e.to_string()))
+                    }
+                })?
+                .to_bytes();
+            let request = http::Request::from_parts(head, crate::body::full(body));
+            let response = client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    Error::ConnectionRefused
+                } else {
+                    Error::HttpProtocolError
+                }
+            })?;
+            let until = tokio::time::Instant::from_std(deadline);
+            Ok(response.map(|incoming| {
+                Bounded {
+                    inner: incoming,
+                    left: body_bytes,
+                    cap: body_bytes,
+                    deadline: Box::pin(tokio::time::sleep_until(until)),
+                }
+                .boxed_unsync()
+            }))
+        };
+        // On the serving runtime even for a plugin on the lane: the client's connections
+        // are shared with every route (`home::at_home`); the timer too, so that the lane's
+        // timer wheel does not drive it.
+        let timed = async move { tokio::time::timeout(wait, exchange).await };
+        match super::home::run_at(home, timed).await {
+            Some(Ok(Ok(response))) => Ok((response, Box::new(async { Ok(()) }))),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_elapsed)) => Err(Error::HttpResponseTimeout),
+            None => Err(Error::InternalError(Some(
+                "the gateway is shutting down".to_owned(),
+            ))),
+        }
+    }
+}
+
+/// A response body as the guest reads it: at most `body_bytes`, and nothing past the
+/// plugin's deadline, so a guest gets an error it can handle rather than being cut off.
+struct Bounded {
+    inner: hyper::body::Incoming,
+    left: u64,
+    cap: u64,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for Bounded {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                match this.left.checked_sub(len) {
+                    Some(left) => {
+                        this.left = left;
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None => Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap))))),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.deadline.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl WasiHttpView for PluginState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let deadline = self.deadline;
         let (http, table) = self.http_parts();
+        http.set_deadline(deadline);
         WasiHttpCtxView {
             ctx: &mut http.ctx,
             table,
