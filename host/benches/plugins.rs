@@ -11,6 +11,10 @@
 //! - RS256 verified inside a component with RustCrypto's `rsa` (warm instance), and native
 //!   RS256 verification with `jsonwebtoken` (aws-lc-rs), the floor under `jwt-auth`.
 //!
+//! - a no-op in Python and in JavaScript (QuickJS and StarlingMonkey), and the examples of
+//!   `examples/plugins/`: the Python HMAC verifier (request phase) and the JavaScript
+//!   redactor (both phases, on a small JSON answer);
+//!
 //! After criterion's runs, each case is timed call by call for the median and p99.
 //!
 //! Run: `cargo bench -p portcullis --bench plugins`
@@ -24,7 +28,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use http::{HeaderMap, HeaderValue, Method};
 use portcullis::plugin::bindings::Identity;
-use portcullis::plugin::{Pipeline, PluginRequest};
+use portcullis::plugin::{Pipeline, PluginRequest, PluginResponse};
 use portcullis::router::RequestView;
 use portcullis::runtime::Runtime;
 use sha2::Digest;
@@ -47,6 +51,9 @@ struct Case {
     identity: bool,
     /// Method, path, query and body, when not the default `GET /items/42?page=2`.
     request: Option<Target>,
+    /// The upstream's JSON answer, for a plugin with a response phase: then both phases
+    /// are measured.
+    response: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -157,9 +164,10 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![],
             identity: false,
             request: None,
+            response: None,
         });
         // The same no-op written in Python and in JavaScript on both engines
-        // (`tests/plugins/lang-guests/`), and the Python example verifying a signature.
+        // (`tests/plugins/lang-guests/`), and the examples of `examples/plugins/`.
         for (lang, probe) in [
             ("py", portcullis_test_plugins::PY_PROBE),
             ("qjs", portcullis_test_plugins::JS_PROBE_QJS),
@@ -171,6 +179,7 @@ fn cases(k: &Keys) -> Vec<Case> {
                 headers: vec![("x-probe", "pass".into())],
                 identity: false,
                 request: None,
+                response: None,
             });
         }
         let (date, signature) = hmac_signature();
@@ -193,13 +202,32 @@ fn cases(k: &Keys) -> Vec<Case> {
                 query: Some("page=2"),
                 body: Some(Bytes::new()),
             }),
+            response: None,
         });
+        // The JavaScript example on both engines: both phases, masking one field of a
+        // small JSON answer.
+        for (lang, redactor) in [
+            ("qjs", portcullis_test_plugins::REDACTOR_QJS),
+            ("sm", portcullis_test_plugins::REDACTOR_SM),
+        ] {
+            out.push(Case {
+                name: name(&format!("{lang}-redactor")),
+                entries: entry(&format!(
+                    "plugin = \"{redactor}\"\nconfig = {{ fields = [\"password\"] }}\n"
+                )),
+                headers: vec![],
+                identity: false,
+                request: None,
+                response: Some(r#"{"id":42,"name":"Ann","password":"hunter2","tags":["a","b"]}"#),
+            });
+        }
         out.push(Case {
             name: name("chain-5"),
             entries: entry(&noop).repeat(5),
             headers: vec![],
             identity: false,
             request: None,
+            response: None,
         });
         out.push(Case {
             name: name("key-auth"),
@@ -207,6 +235,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![("x-api-key", "key-7".into())],
             identity: false,
             request: None,
+            response: None,
         });
         out.push(Case {
             name: name("jwt-auth-rs256"),
@@ -214,6 +243,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![("authorization", format!("Bearer {}", k.token))],
             identity: false,
             request: None,
+            response: None,
         });
         out.push(Case {
             name: name("authz"),
@@ -221,6 +251,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![],
             identity: true,
             request: None,
+            response: None,
         });
         out.push(Case {
             name: name("transform"),
@@ -228,6 +259,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![("x-debug", "1".into())],
             identity: false,
             request: None,
+            response: None,
         });
         out.push(Case {
             name: name("validate-get"),
@@ -235,6 +267,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers: vec![],
             identity: false,
             request: Some(find_by_tags.clone()),
+            response: None,
         });
         out.push(Case {
             name: name("validate-post"),
@@ -247,6 +280,7 @@ fn cases(k: &Keys) -> Vec<Case> {
                 query: None,
                 body: Some(Bytes::from(pet.to_string())),
             }),
+            response: None,
         });
     }
     // Fresh instances started from a snapshot taken after `check-config` (`preinitialise`):
@@ -271,6 +305,7 @@ fn cases(k: &Keys) -> Vec<Case> {
             headers,
             identity: false,
             request: None,
+            response: None,
         });
     }
     out.push(Case {
@@ -279,6 +314,7 @@ fn cases(k: &Keys) -> Vec<Case> {
         headers: vec![],
         identity: false,
         request: Some(find_by_tags),
+        response: None,
     });
     // RS256 verified inside the component (RustCrypto), against jwt-auth's host crypto and
     // the native verification below: the cost host crypto saves.
@@ -293,6 +329,7 @@ fn cases(k: &Keys) -> Vec<Case> {
         headers: vec![("authorization", format!("Bearer {}", k.token))],
         identity: false,
         request: None,
+        response: None,
     });
     out
 }
@@ -315,6 +352,7 @@ fn config(dir: &Path, cases: &[Case]) -> String {
 struct Prepared {
     name: &'static str,
     request: Option<Target>,
+    response: Option<&'static str>,
     pipeline: Arc<Pipeline>,
     headers: HeaderMap,
     identity: Option<Identity>,
@@ -354,6 +392,7 @@ fn prepare(k: &Keys) -> (Runtime, Vec<Prepared>) {
             Prepared {
                 name: case.name,
                 request: case.request,
+                response: case.response,
                 pipeline: route.pipeline.clone().expect("pipeline"),
                 headers,
                 identity: case.identity.then(|| Identity {
@@ -402,7 +441,23 @@ async fn one(case: &Prepared) {
         ),
     }
     black_box(&req);
-    drop(phase);
+    if let Some(body) = case.response {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        let mut response = PluginResponse {
+            status: http::StatusCode::OK,
+            headers,
+            body: Some(Bytes::from_static(body.as_bytes())),
+            ..PluginResponse::default()
+        };
+        phase
+            .run(&mut response, &req.request_id)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the response phase failed: {e:?}", case.name));
+        black_box(&response);
+    } else {
+        drop(phase);
+    }
 }
 
 fn overhead(c: &mut Criterion) {

@@ -3,10 +3,11 @@
 //! test a plugin (the SDKs' guides and templates call it), so it loads the plugin exactly as
 //! a route's pipeline entry would — same checks of imports and grants, same budgets, same
 //! `check-config` — and reports what the plugin did: its edits, its reply, the identity it
-//! attached, its log lines, and how long each phase took.
+//! attached, its log lines, how long each phase took and the most memory it held.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,8 @@ pub async fn run(invocation: &Invocation) -> Result<Value, String> {
         Some(_) => {}
     }
 
+    // From here on, what the call's instance holds (the config check's is not counted).
+    entry.info.memory_peak.store(0, Ordering::Relaxed);
     let permit = pipeline
         .admit()
         .await
@@ -154,6 +157,10 @@ pub async fn run(invocation: &Invocation) -> Result<Value, String> {
         }
         drop(phase);
     }
+    report["memory"] = json!({
+        "peak_bytes": entry.info.memory_peak.load(Ordering::Relaxed),
+        "cap_bytes": entry.info.budgets.memory_bytes,
+    });
     report["logs"] = Value::Array(logs.take());
     Ok(report)
 }
@@ -225,6 +232,18 @@ pub fn render(report: &Value) -> String {
     }
     if let Some(identity) = report.get("identity") {
         line(&mut out, "identity", &identity.to_string());
+    }
+    let memory = &report["memory"];
+    if let (Some(peak), Some(cap)) = (memory["peak_bytes"].as_u64(), memory["cap_bytes"].as_u64()) {
+        line(
+            &mut out,
+            "memory",
+            &format!(
+                "{} of linear memory at most, of a {} budget",
+                mebibytes(peak),
+                mebibytes(cap)
+            ),
+        );
     }
     for log in report["logs"].as_array().into_iter().flatten() {
         line(
@@ -402,6 +421,11 @@ fn failed_json(failure: &crate::error::GatewayError, took: Duration) -> Value {
         "status": failure.status().as_u16(),
         "error": failure.to_string(),
     })
+}
+
+/// `bytes` in MiB, to two decimals.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
 fn millis(d: Duration) -> f64 {

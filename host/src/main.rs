@@ -72,7 +72,8 @@ enum PluginCommand {
         dir: PathBuf,
     },
     /// Run one plugin in the real sandbox against a request written as an HTTP message,
-    /// and print what it did: edits, reply, identity, log lines and time per phase.
+    /// and print what it did: edits, reply, identity, log lines, time per phase and the
+    /// most linear memory its instance held.
     ///
     /// The plugin is loaded as a route's pipeline entry would be (imports and grants
     /// checked, `check-config` called, default budgets), with a fresh instance. Exit 0 when

@@ -225,11 +225,24 @@ export function reply(status, body = "", headers = []) {
   return { status, headers: headers.map(([n, v]) => [String(n), String(v)]), body: bytes };
 }
 
-/** An RFC 9457 problem+json answer. Never put client input or secrets in `detail`. */
-export function problem(status, title, detail, headers = []) {
-  const doc = { type: "about:blank", title, status };
+// The request being served, while `onRequest` runs: `problem` reads its id.
+let serving = null;
+
+/** An RFC 9457 problem+json answer shaped like the gateway's own: `type` is
+ * `urn:portcullis:problem:<kind>` (`kind` defaults to the title in lower case, words joined
+ * by `-`: "Bad Request" gives `bad-request`), with the request id when made in
+ * `onRequest`, and `cache-control: no-store`. Never put client input or secrets in
+ * `detail`. */
+export function problem(status, title, detail, headers = [], { kind } = {}) {
+  const slug = String(title).toLowerCase().split(/[^a-z0-9]+/).filter(Boolean).join("-");
+  const doc = { type: `urn:portcullis:problem:${kind ?? (slug || "plugin")}`, title, status };
   if (detail !== undefined) doc.detail = detail;
-  return reply(status, JSON.stringify(doc), [["content-type", "application/problem+json"], ...headers]);
+  if (serving !== null) doc.request_id = serving.requestId();
+  return reply(status, JSON.stringify(doc), [
+    ["content-type", "application/problem+json"],
+    ["cache-control", "no-store"],
+    ...headers,
+  ]);
 }
 
 // --- The request and the response -------------------------------------------------------
@@ -404,7 +417,14 @@ export function definePlugin({ phases = { onRequest: true }, configure = (c) => 
     },
     onRequest(raw) {
       return guarded(() => {
-        const answer = onRequest ? onRequest(new Request(raw), config) : undefined;
+        serving = raw;
+        let answer;
+        try {
+          answer = onRequest ? onRequest(new Request(raw), config) : undefined;
+        } finally {
+          // The handle is the host's for this call only.
+          serving = null;
+        }
         if (answer === undefined || answer === null) return { tag: "continue" };
         return { tag: "respond", val: answer };
       });

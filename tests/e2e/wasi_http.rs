@@ -91,7 +91,10 @@ async fn wasi_http_reaches_granted_hosts_within_the_entrys_budgets_only() {
         .to_owned();
     let line = gw.wait_for_ops_containing("wasi:http request to 127.0.0.1 refused");
     let text = line.to_string();
-    assert!(text.contains("grants = { http = ["), "{line}");
+    assert!(
+        text.contains(&format!(r#"grants = {{ http = [\"{}\"] }}"#, granted.addr)),
+        "the grant to add, port included: {line}"
+    );
     assert!(
         !text.contains("/token"),
         "the URL's path is not logged: {line}"

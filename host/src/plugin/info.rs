@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +87,9 @@ pub struct EntryInfo {
     /// The entry verifies who calls (a built-in auth plugin, or a plugin seen calling
     /// `set-identity`): capacity failures then answer 503 whatever its failure policy.
     pub attaches_identity: AtomicBool,
+    /// The most linear memory one of its instances has held since this was last reset,
+    /// in bytes (the memory budget caps it): what `plugin invoke` reports.
+    pub memory_peak: AtomicUsize,
     /// `host.log` lines this entry may write: a plugin logging in a loop must not fill
     /// the disk or starve the log writer for every other route.
     pub(super) log_lines: LogQuota,
@@ -126,10 +129,19 @@ impl EntryInfo {
             services,
             share,
             attaches_identity: AtomicBool::new(false),
+            memory_peak: AtomicUsize::new(0),
             log_lines: LogQuota::default(),
             failure_lines: LogQuota::default(),
             demotion: Demotion::default(),
             counters: Mutex::default(),
+        }
+    }
+
+    /// Records that an instance now holds `bytes` of linear memory. Memory grows a few
+    /// times per instance at most, and the shared counter is written only on a new peak.
+    pub(super) fn note_memory(&self, bytes: usize) {
+        if bytes > self.memory_peak.load(Ordering::Relaxed) {
+            self.memory_peak.fetch_max(bytes, Ordering::Relaxed);
         }
     }
 

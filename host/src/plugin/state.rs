@@ -264,6 +264,7 @@ impl wasmtime::ResourceLimiter for PluginState {
         }
         self.last_growth = total - self.memory_in_use;
         self.memory_in_use = total;
+        self.entry.note_memory(total);
         Ok(true)
     }
 

@@ -95,10 +95,14 @@ impl Gate {
     /// it may.
     fn refusal(&self, uri: &http::Uri) -> Option<String> {
         let grants = &self.entry.grants;
-        let host = uri.host().unwrap_or("");
         if grants.http.is_empty() {
+            let host = uri.host().unwrap_or("");
+            let grant = match uri.port_u16() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
             return Some(format!(
-                "this entry has no `http` grant; add `grants = {{ http = [\"{host}\"] }}` \
+                "this entry has no `http` grant; add `grants = {{ http = [\"{grant}\"] }}` \
                  to the entry if it should reach that host"
             ));
         }

@@ -67,8 +67,17 @@ export interface Plugin<Config> {
 export declare function definePlugin<Config>(plugin: Plugin<Config>): typeof import("portcullis:plugin/handler@0.1.0");
 
 export declare function reply(status: number, body?: string | Uint8Array, headers?: Header[]): Reply;
-/** RFC 9457 problem+json. Never put client input or secrets in `detail`. */
-export declare function problem(status: number, title: string, detail?: string, headers?: Header[]): Reply;
+/** RFC 9457 problem+json shaped like the gateway's own: `type` is
+ * `urn:portcullis:problem:<kind>` (`kind` defaults to the title in lower case, words joined
+ * by `-`), with the request id when made in `onRequest`, and `cache-control: no-store`.
+ * Never put client input or secrets in `detail`. */
+export declare function problem(
+  status: number,
+  title: string,
+  detail?: string,
+  headers?: Header[],
+  options?: { kind?: string },
+): Reply;
 export declare function log(level: Level, ...args: unknown[]): void;
 export declare function count(name: string, delta?: number): void;
 export declare function nowMillis(): number;

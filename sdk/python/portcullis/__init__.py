@@ -92,16 +92,39 @@ def reply(status: int, body: bytes | str = b"", headers: Sequence[Header] = ()) 
     return Reply(status=status, headers=list(headers), body=bytes(body))
 
 
-def problem(status: int, title: str, detail: Optional[str] = None, headers: Sequence[Header] = ()) -> Reply:
-    """An RFC 9457 problem+json answer. Never put client input or secrets in ``detail``."""
-    doc = {"type": "about:blank", "title": title, "status": status}
+# The request being served, while ``on_request`` runs: ``problem`` reads its id.
+_serving: dict[str, Request] = {}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: Optional[str] = None,
+    headers: Sequence[Header] = (),
+    *,
+    kind: Optional[str] = None,
+) -> Reply:
+    """An RFC 9457 problem+json answer shaped like the gateway's own: ``type`` is
+    ``urn:portcullis:problem:<kind>`` (``kind`` defaults to the title in lower case, words
+    joined by ``-``: ``"Bad Request"`` gives ``bad-request``), with the request id when
+    made in ``on_request``, and ``cache-control: no-store``. Never put client input or
+    secrets in ``detail``."""
+    doc = {"type": f"urn:portcullis:problem:{kind or _kind(title)}", "title": title, "status": status}
     if detail is not None:
         doc["detail"] = detail
+    request = _serving.get("request")
+    if request is not None:
+        doc["request_id"] = request.request_id()
     return reply(
         status,
         json.dumps(doc, separators=(",", ":")),
-        [("content-type", "application/problem+json"), *headers],
+        [("content-type", "application/problem+json"), ("cache-control", "no-store"), *headers],
     )
+
+
+def _kind(title: str) -> str:
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in title.lower()).split()
+    return "-".join(words) or "plugin"
 
 
 _LEVELS = {
@@ -174,7 +197,12 @@ def export(plugin_class: type[Plugin]) -> type:
 
         def on_request(self, request: Request) -> types.Action:
             def call() -> types.Action:
-                answer = plugin().on_request(request)
+                _serving["request"] = request
+                try:
+                    answer = plugin().on_request(request)
+                finally:
+                    # The handle is the host's for this call only.
+                    _serving.clear()
                 if answer is None:
                     return types.Action_Continue()
                 if not isinstance(answer, Reply):

@@ -53,6 +53,10 @@ fn plugin_invoke_runs_each_example_in_the_sandbox() {
     assert!(edits.contains("- x-signature: sha256="), "{edits}");
     assert!(edits.contains("+ x-signed-by: partner-a"), "{edits}");
     assert_eq!(report["identity"]["consumer"], "partner-a", "{report:#}");
+    // The instance's memory: a CPython holds megabytes, within the entry's budget.
+    let peak = report["memory"]["peak_bytes"].as_u64().expect("a peak");
+    let cap = report["memory"]["cap_bytes"].as_u64().expect("a cap");
+    assert!(peak > 1 << 20 && peak <= cap, "{report:#}");
     assert!(
         report["logs"]
             .to_string()
