@@ -99,6 +99,10 @@ impl Drop for Instance {
         if let Some((pool, _permit)) = self.slot.take()
             && !self.poisoned
             && self.served < pool.max_requests
+            && !self
+                .live
+                .as_ref()
+                .is_some_and(|w| w.store.data().holds_http_responses())
             && let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock())
         {
             warm.served = self.served;
@@ -338,6 +342,9 @@ impl Entry {
         store: &mut Store<PluginState>,
     ) -> Result<PluginFull, PluginFailure> {
         store.data_mut().begin_call(true);
+        // A start function gets no outbound call: the request's budget is given with the
+        // call that serves it.
+        store.data().outbound_left.store(0, Ordering::Relaxed);
         let result = tokio::time::timeout(
             self.info.budgets.deadline,
             self.pre.instantiate_async(&mut *store),
@@ -441,7 +448,9 @@ impl Entry {
         // under this request too.
         store.data_mut().serve(request_id);
         store.data_mut().response = Some(std::mem::take(response));
-        store.data_mut().begin_call(false);
+        // An entry with no request phase gets its request's budget here.
+        let new_request = !self.phases.contains(Phases::ON_REQUEST);
+        store.data_mut().begin_call(new_request);
         let handler = live.bindings.portcullis_plugin_handler();
         let call = handler.call_on_response(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;

@@ -433,6 +433,12 @@ impl outbound_http::Host for PluginState {
         let Ok(method) = Method::from_bytes(request.method.as_bytes()) else {
             return Ok(Err(HttpError::InvalidRequest("not an HTTP method".into())));
         };
+        // The client would turn it into a tunnel to the host, and log the URL's path.
+        if method == Method::CONNECT {
+            return Ok(Err(HttpError::InvalidRequest(
+                "`CONNECT` is not sent for plugins".into(),
+            )));
+        }
         let mut builder = http::Request::builder().method(method).uri(uri);
         for (name, value) in &request.headers {
             let (Ok(n), Ok(v)) = (

@@ -54,16 +54,22 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// Whether an absolute `http`/`https` URL names a granted host and port.
+    /// Whether an absolute `http`/`https` URL names a granted host and port. A URL with
+    /// user info is never granted: `admin.internal:x@api.example.com` passes a check of
+    /// its host, but a client may send the whole authority as `Host` or `:authority`,
+    /// which a server behind that address can read as another virtual host.
     pub fn permits_url(&self, uri: &http::Uri) -> bool {
         let default_port = match uri.scheme_str() {
             Some("http") => 80,
             Some("https") => 443,
             _ => return false,
         };
-        let Some(host) = uri.host() else {
+        let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
             return false;
         };
+        if authority.as_str().contains('@') {
+            return false;
+        }
         let port = uri.port_u16().unwrap_or(default_port);
         self.http
             .iter()
@@ -286,6 +292,29 @@ impl LogQuota {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_with_user_info_is_never_granted() {
+        let grants = Grants {
+            http: vec![HostGrant {
+                host: "api.example.com".into(),
+                port: None,
+            }],
+            ..Grants::default()
+        };
+        let url = |text: &str| text.parse::<http::Uri>().expect("uri");
+        assert!(grants.permits_url(&url("https://api.example.com/token")));
+        assert!(grants.permits_url(&url("https://API.example.com:443/token")));
+        for refused in [
+            "https://admin.internal:x@api.example.com/token",
+            "https://user@api.example.com/token",
+            "https://api.example.com:8443/token",
+            "ftp://api.example.com/token",
+            "/token",
+        ] {
+            assert!(!grants.permits_url(&url(refused)), "{refused}");
+        }
+    }
 
     #[test]
     fn log_lines_past_the_burst_are_dropped_and_reported_once_admitted() {

@@ -205,6 +205,11 @@ impl PluginState {
         }
     }
 
+    /// Whether the guest still holds a `wasi:http` answer: such an instance is not reused.
+    pub(super) fn holds_http_responses(&self) -> bool {
+        self.wasi.as_ref().is_some_and(|w| w.holds_http_responses())
+    }
+
     /// Takes one outbound call from the request's budget; `false` when none is left.
     pub(super) fn take_outbound_call(&self) -> bool {
         take_one(&self.outbound_left)

@@ -198,6 +198,11 @@ impl Wasi {
         }
     }
 
+    /// Whether the guest still holds a `wasi:http` answer or send.
+    pub fn holds_http_responses(&self) -> bool {
+        self.http.holds_responses()
+    }
+
     /// Files what the guest writes from now on under `request_id`. A warm instance's line
     /// left unfinished by the request before is written first, under that request.
     pub fn serve(&self, request_id: &Arc<str>) {

@@ -7,19 +7,22 @@
 //! from the request's `outbound_calls` budget (the two interfaces share it), it goes
 //! through the gateway's shared client, and it ends at the plugin's deadline (the
 //! guest's own first-byte timeout may end it sooner); the request and response bodies
-//! are held to `body_bytes`. A request outside those rules is refused with
-//! `HTTP-request-denied` before any connection is made, and the refusal is logged under
-//! the request with the host only (a URL's path and query may carry secrets).
+//! are held to `body_bytes`, and the answer is read whole within the deadline, so a guest
+//! holds bytes, never a connection. A request outside those rules (user info in the URL
+//! and `CONNECT` included) is refused with `HTTP-request-denied` before any connection is
+//! made, and the refusal is logged under the request with the host only (a URL's path
+//! and query may carry secrets). The URL is sent rebuilt from the host and port the grant
+//! checked, and `Host` is written from it.
+//!
+//! A warm instance that still holds an answer when its call ends is not reused
+//! (`Http::holds_responses`): answers kept from call to call would pile up on the host,
+//! outside the instance's memory budget.
 
-use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::Linker;
 use wasmtime_wasi_http::{
     Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
@@ -44,6 +47,27 @@ pub struct Http {
     hooks: Gate,
 }
 
+/// Counts the sends admitted whose answer the guest has not dropped yet (the count goes
+/// down when the answer's body goes, or when the send fails).
+#[derive(Default)]
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn one(&self) -> HeldOne {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        HeldOne(Arc::clone(&self.0))
+    }
+}
+
+/// One admitted send, counted in [`Held`] until dropped.
+struct HeldOne(Arc<AtomicUsize>);
+
+impl Drop for HeldOne {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Http {
     /// `request_id` is the instance's WASI context's: the request being served;
     /// `outbound_left` is the store's budget counter.
@@ -64,8 +88,14 @@ impl Http {
                 request_id: Arc::clone(request_id),
                 outbound_left: Arc::clone(outbound_left),
                 deadline: Instant::now(),
+                held: Held::default(),
             },
         }
+    }
+
+    /// Whether the guest still holds an answer (or a send in flight).
+    pub fn holds_responses(&self) -> bool {
+        self.hooks.held.0.load(Ordering::Relaxed) > 0
     }
 
     /// The current call's deadline, which every request sent from now on ends at.
@@ -80,6 +110,7 @@ struct Gate {
     request_id: Arc<Mutex<Option<Arc<str>>>>,
     outbound_left: Arc<AtomicU32>,
     deadline: Instant,
+    held: Held,
 }
 
 type Sent = Result<
@@ -93,7 +124,13 @@ type Sent = Result<
 impl Gate {
     /// Why this request may not be sent, if it may not; takes a call from the budget if
     /// it may.
-    fn refusal(&self, uri: &http::Uri) -> Option<String> {
+    fn refusal(&self, method: &http::Method, uri: &http::Uri) -> Option<String> {
+        if method == http::Method::CONNECT {
+            return Some("`CONNECT` is not sent for plugins".to_owned());
+        }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Some("a URL with user info (`user@host`) is not sent".to_owned());
+        }
         let grants = &self.entry.grants;
         if grants.http.is_empty() {
             let host = uri.host().unwrap_or("");
@@ -134,7 +171,7 @@ impl WasiHttpHooks for Gate {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        if let Some(why) = self.refusal(request.uri()) {
+        if let Some(why) = self.refusal(request.method(), request.uri()) {
             // The host only: a URL's path and query may carry what a plugin should not log.
             let host = request.uri().host().unwrap_or("(no host)");
             let request_id = self.request_id.lock().ok().and_then(|id| id.clone());
@@ -151,6 +188,7 @@ impl WasiHttpHooks for Gate {
             body_bytes: self.entry.budgets.body_bytes,
             deadline: self.deadline,
             first_byte: options.and_then(|o| o.first_byte_timeout),
+            held: self.held.one(),
         };
         // Taken now: the future runs in a task of its own, where a lane call's home
         // runtime can no longer be found.
@@ -160,6 +198,12 @@ impl WasiHttpHooks for Gate {
 
     /// An outgoing body's writes are buffered on the host until the sender takes them:
     /// one chunk of 4 KiB (the default is 1 MiB) bounds what a guest can pin per body.
+    /// `Host` is written by the client from the URL as the grant checked it
+    /// ([`canonical`]), not from the guest's authority text.
+    fn set_host_header(&mut self) -> bool {
+        false
+    }
+
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
         1
     }
@@ -175,6 +219,8 @@ struct Outgoing {
     body_bytes: u64,
     deadline: Instant,
     first_byte: Option<Duration>,
+    /// Counted until the answer's body is dropped.
+    held: HeldOne,
 }
 
 impl Outgoing {
@@ -188,6 +234,7 @@ impl Outgoing {
             body_bytes,
             deadline,
             first_byte,
+            held,
         } = self;
         let cap = usize::try_from(body_bytes).unwrap_or(usize::MAX);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -195,7 +242,8 @@ impl Outgoing {
         let exchange = async move {
             // The body is taken whole, as `outbound-http` takes it: the guest may write it
             // before or after handing the request over, and this task reads it meanwhile.
-            let (head, body) = request.into_parts();
+            let (mut head, body) = request.into_parts();
+            head.uri = canonical(&head.uri).ok_or(Error::HttpRequestUriInvalid)?;
             let body = Limited::new(body, cap)
                 .collect()
                 .await
@@ -215,77 +263,65 @@ impl Outgoing {
                     Error::HttpProtocolError
                 }
             })?;
-            let until = tokio::time::Instant::from_std(deadline);
-            Ok(response.map(|incoming| {
-                Bounded {
-                    inner: incoming,
-                    left: body_bytes,
-                    cap: body_bytes,
-                    deadline: Box::pin(tokio::time::sleep_until(until)),
+            // Read whole here, within the deadline: a guest holds bytes, never a
+            // connection of the shared pool.
+            let (head, body) = response.into_parts();
+            let body = Limited::new(body, cap).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Error::HttpResponseBodySize(Some(body_bytes))
+                } else {
+                    Error::HttpResponseIncomplete
                 }
-                .boxed_unsync()
-            }))
+            })?;
+            Ok((head, body.to_bytes()))
         };
         // On the serving runtime even for a plugin on the lane: the client's connections
         // are shared with every route (`home::at_home`); the timer too, so that the lane's
         // timer wheel does not drive it.
         let timed = async move { tokio::time::timeout(wait, exchange).await };
-        match super::home::run_at(home, timed).await {
-            Some(Ok(Ok(response))) => Ok((response, Box::new(async { Ok(()) }))),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(_elapsed)) => Err(Error::HttpResponseTimeout),
-            None => Err(Error::InternalError(Some(
-                "the gateway is shutting down".to_owned(),
-            ))),
-        }
+        let (head, bytes) = match super::home::run_at(home, timed).await {
+            Some(Ok(Ok(answer))) => answer,
+            Some(Ok(Err(e))) => return Err(e),
+            Some(Err(_elapsed)) => return Err(Error::HttpResponseTimeout),
+            None => {
+                return Err(Error::InternalError(Some(
+                    "the gateway is shutting down".to_owned(),
+                )));
+            }
+        };
+        // The body owns the count of this send: it goes down when the guest drops it.
+        let body = Full::new(bytes)
+            .map_err(move |never| {
+                let _held = &held;
+                match never {}
+            })
+            .boxed_unsync();
+        let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+        Ok((http::Response::from_parts(head, body), io))
     }
 }
 
-/// A response body as the guest reads it: at most `body_bytes`, and nothing past the
-/// plugin's deadline, so a guest gets an error it can handle rather than being cut off.
-struct Bounded {
-    inner: hyper::body::Incoming,
-    left: u64,
-    cap: u64,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Body for Bounded {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
-                match this.left.checked_sub(len) {
-                    Some(left) => {
-                        this.left = left;
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    None => Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(this.cap))))),
-                }
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
-                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// `uri` rebuilt from what the grant checked: scheme, host in lower case, the port only
+/// when it is not the scheme's default, path and query. Spellings of one address
+/// (`0443`, upper case) then share one pooled connection and one `Host`.
+fn canonical(uri: &http::Uri) -> Option<http::Uri> {
+    let scheme = uri.scheme()?;
+    let host = uri.host()?.to_ascii_lowercase();
+    let default = if scheme == &http::uri::Scheme::HTTPS {
+        443
+    } else {
+        80
+    };
+    let authority = match uri.port_u16() {
+        Some(port) if port != default => format!("{host}:{port}"),
+        _ => host,
+    };
+    http::Uri::builder()
+        .scheme(scheme.clone())
+        .authority(authority)
+        .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .ok()
 }
 
 impl WasiHttpView for PluginState {

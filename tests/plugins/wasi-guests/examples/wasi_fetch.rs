@@ -8,9 +8,12 @@
 //! - `x-got-method`, `x-got-path`, `x-got-host`, `x-got-body-len`: what the upstream
 //!   says it received, from the first response body read (the test upstream's JSON echo).
 //!
+//! - `x-calls`: how many requests this instance has served, this one included.
+//!
 //! Config: `url` (`http://host[:port]/path`), `times` (calls to make, default 1), `method`
 //! (default `GET`), `body` (sent in 4 KiB writes after the request is handed over),
-//! `first_byte_ms` (the request option), `host` (a `host` header to try to set).
+//! `first_byte_ms` (the request option), `host` (a `host` header to try to set), `keep`
+//! (keep each answer, unread, past the call).
 
 #[allow(unused_imports)]
 use portcullis_sdk::{
@@ -32,7 +35,11 @@ struct Config {
     first_byte_ms: Option<u64>,
     #[serde(default)]
     host: Option<String>,
+    #[serde(default)]
+    keep: bool,
 }
+
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn one() -> u32 {
     1
@@ -60,6 +67,8 @@ impl Plugin for WasiFetch {
             }
         }
         request.set_header("x-fetch", &results.join(","))?;
+        let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        request.set_header("x-calls", &calls.to_string())?;
         let echo = first_body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         if let Some(echo) = echo {
             let text = |v: &serde_json::Value| match v {
@@ -149,6 +158,10 @@ fn fetch(config: &Config) -> Result<(u16, Vec<u8>), String> {
     };
     let response = response.map_err(|()| "response taken")?.map_err(code)?;
     let status = response.status();
+    if config.keep {
+        std::mem::forget(response);
+        return Ok((status, Vec::new()));
+    }
     let incoming = response.consume().map_err(|()| "body consumed")?;
     let stream = incoming.stream().map_err(|()| "body stream")?;
     let mut bytes = Vec::new();
