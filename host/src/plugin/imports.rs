@@ -420,15 +420,11 @@ impl outbound_http::Host for PluginState {
             (None, "https") => 443,
             _ => return Ok(Err(HttpError::InvalidRequest("only http and https".into()))),
         };
-        if !self.entry.grants.permits_url(&uri) {
-            return Ok(Err(HttpError::HostNotGranted(format!("{host}:{port}"))));
-        }
-        if !self.take_outbound_call() {
-            return Ok(Err(HttpError::BudgetExhausted));
-        }
-        let cap = self.entry.budgets.body_bytes;
-        if request.body.len() as u64 > cap {
-            return Err(self.output_too_large("outbound request body over `body_bytes`"));
+        // Requests that would never be sent are refused before a call is counted.
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Ok(Err(HttpError::InvalidRequest(
+                "a URL with user info (`user@host`) is not sent".into(),
+            )));
         }
         let Ok(method) = Method::from_bytes(request.method.as_bytes()) else {
             return Ok(Err(HttpError::InvalidRequest("not an HTTP method".into())));
@@ -438,6 +434,9 @@ impl outbound_http::Host for PluginState {
             return Ok(Err(HttpError::InvalidRequest(
                 "`CONNECT` is not sent for plugins".into(),
             )));
+        }
+        if !self.entry.grants.permits_url(&uri) {
+            return Ok(Err(HttpError::HostNotGranted(format!("{host}:{port}"))));
         }
         let mut builder = http::Request::builder().method(method).uri(uri);
         for (name, value) in &request.headers {
@@ -457,6 +456,13 @@ impl outbound_http::Host for PluginState {
                 )));
             }
             builder = builder.header(n, v);
+        }
+        if !self.take_outbound_call() {
+            return Ok(Err(HttpError::BudgetExhausted));
+        }
+        let cap = self.entry.budgets.body_bytes;
+        if request.body.len() as u64 > cap {
+            return Err(self.output_too_large("outbound request body over `body_bytes`"));
         }
         let body = Full::new(Bytes::from(request.body))
             .map_err(|never| match never {})

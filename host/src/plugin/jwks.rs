@@ -445,7 +445,10 @@ async fn refresh(
             Ok(set)
         }
         Err(e) => {
-            tracing::warn!(url = %remote.url, error = %e, stale = cached.is_some(), "JWKS fetch failed");
+            // The origin only: a plugin may name any key-set URL of its grant, and a path or
+            // query of its choosing may carry what should not be logged.
+            let origin = origin(&remote.url);
+            tracing::warn!(%origin, error = %e, stale = cached.is_some(), "JWKS fetch failed");
             if let Ok(mut last) = remote.last_error.lock() {
                 *last = Some(e.clone());
             }
@@ -457,6 +460,20 @@ async fn refresh(
 
 /// Key sets travel over TLS: a set fetched in the clear can be swapped by anyone on the
 /// path, and then any token verifies. Loopback (a sidecar, tests) is exempt.
+/// `scheme://host[:port]` of a URL, for log lines.
+fn origin(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.host()) {
+            (Some(scheme), Some(host)) => match uri.port_u16() {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            },
+            _ => "(not a URL)".to_owned(),
+        },
+        Err(_) => "(not a URL)".to_owned(),
+    }
+}
+
 fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     match uri.scheme_str() {

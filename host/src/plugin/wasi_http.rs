@@ -14,9 +14,13 @@
 //! and query may carry secrets). The URL is sent rebuilt from the host and port the grant
 //! checked, and `Host` is written from it.
 //!
-//! A warm instance that still holds an answer when its call ends is not reused
-//! (`Http::holds_responses`): answers kept from call to call would pile up on the host,
-//! outside the instance's memory budget.
+//! A warm instance that still holds an answer's body (or a send in flight) when its call
+//! ends is not reused (`Http::holds_responses`): answers kept from call to call would pile
+//! up on the host, outside the instance's memory budget. A head read and kept without its
+//! body is not counted; heads are held to 16 KiB, and an instance to 1 024 handles. A send
+//! dropped unfinished may count a moment longer than it lives, which retires an instance
+//! that could have served on: the safe side. An answer over `body_bytes` fails as a whole
+//! (its status is not seen); trailers are not passed on.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,9 @@ pub const SERVED: &[&str] = &["wasi:http/types", "wasi:http/outgoing-handler"];
 pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
 }
+
+/// The most header bytes one fields resource may hold, and an answer's head.
+const MAX_FIELDS_BYTES: usize = 16 << 10;
 
 /// One instance's `wasi:http` state: the field-size limit, and the hooks that admit or
 /// refuse each request.
@@ -80,7 +87,7 @@ impl Http {
         // These resources live on the host's heap, outside the memory budget: each fields
         // resource is held to 16 KiB (a guest cloning one in a loop would otherwise take
         // 128 KiB a call), and bodies (below) to one small chunk in flight.
-        ctx.set_field_size_limit(16 << 10);
+        ctx.set_field_size_limit(MAX_FIELDS_BYTES);
         Self {
             ctx,
             hooks: Gate {
@@ -238,31 +245,48 @@ impl Outgoing {
         } = self;
         let cap = usize::try_from(body_bytes).unwrap_or(usize::MAX);
         let left = deadline.saturating_duration_since(Instant::now());
-        let wait = first_byte.map_or(left, |t| t.min(left));
+        let first_byte = first_byte.map_or(left, |t| t.min(left));
         let exchange = async move {
             // The body is taken whole, as `outbound-http` takes it: the guest may write it
             // before or after handing the request over, and this task reads it meanwhile.
             let (mut head, body) = request.into_parts();
             head.uri = canonical(&head.uri).ok_or(Error::HttpRequestUriInvalid)?;
-            let body = Limited::new(body, cap)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        Error::HttpRequestBodySize(Some(body_bytes))
+            let send = async move {
+                let body = Limited::new(body, cap)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            Error::HttpRequestBodySize(Some(body_bytes))
+                        } else {
+                            Error::InternalError(Some(e.to_string()))
+                        }
+                    })?
+                    .to_bytes();
+                let request = http::Request::from_parts(head, crate::body::full(body));
+                client.request(request).await.map_err(|e| {
+                    if e.is_connect() {
+                        Error::ConnectionRefused
                     } else {
-                        Error::InternalError(Some(e.to_string()))
+                        Error::HttpProtocolError
                     }
-                })?
-                .to_bytes();
-            let request = http::Request::from_parts(head, crate::body::full(body));
-            let response = client.request(request).await.map_err(|e| {
-                if e.is_connect() {
-                    Error::ConnectionRefused
-                } else {
-                    Error::HttpProtocolError
-                }
-            })?;
+                })
+            };
+            // The guest's first-byte timeout ends the wait for the answer's head; the
+            // deadline, the whole exchange.
+            let response = tokio::time::timeout(first_byte, send)
+                .await
+                .map_err(|_| Error::HttpResponseTimeout)??;
+            // What a guest may keep past its call is held small: an answer's head within
+            // the size of the fields it may make itself.
+            let head_bytes: usize = response
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum();
+            if head_bytes > MAX_FIELDS_BYTES {
+                return Err(Error::HttpResponseHeaderSectionSize(None));
+            }
             // Read whole here, within the deadline: a guest holds bytes, never a
             // connection of the shared pool.
             let (head, body) = response.into_parts();
@@ -278,7 +302,7 @@ impl Outgoing {
         // On the serving runtime even for a plugin on the lane: the client's connections
         // are shared with every route (`home::at_home`); the timer too, so that the lane's
         // timer wheel does not drive it.
-        let timed = async move { tokio::time::timeout(wait, exchange).await };
+        let timed = async move { tokio::time::timeout(left, exchange).await };
         let (head, bytes) = match super::home::run_at(home, timed).await {
             Some(Ok(Ok(answer))) => answer,
             Some(Ok(Err(e))) => return Err(e),

@@ -100,12 +100,12 @@ pub fn init(format: LogFormat) -> LogGuard {
     let mut ops_filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
-    if std::env::var_os("RUST_LOG").is_none() {
-        // wasmtime-wasi-http warns of a guest's malformed request itself, before the
-        // gateway sees it: a guest could write such lines in a loop, outside its log quota.
-        if let Ok(quiet) = "wasmtime_wasi_http=error".parse() {
-            ops_filter = ops_filter.add_directive(quiet);
-        }
+    // wasmtime-wasi-http warns of a guest's malformed request itself, before the gateway
+    // sees it: a guest could write such lines in a loop, outside its log quota. Quiet
+    // whatever the level, unless `RUST_LOG` names that crate.
+    let named = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("wasmtime_wasi_http"));
+    if !named && let Ok(quiet) = "wasmtime_wasi_http=error".parse() {
+        ops_filter = ops_filter.add_directive(quiet);
     }
     let not_access = filter_fn(|meta| meta.target() != ACCESS_TARGET);
     let only_access = filter_fn(|meta| meta.target() == ACCESS_TARGET);
