@@ -189,6 +189,48 @@ reuse = {{ max_instances = 1, max_requests = 3 }}
     assert!(gw.metrics.encode().contains("name=\"served\""));
 }
 
+#[tokio::test]
+async fn a_warm_instance_near_its_memory_budget_is_replaced_before_it_fails() {
+    let up = TestUpstream::start("app").await;
+    // 256 KiB kept per request (5 pages of 64 KiB with the allocator's own) against a
+    // 2 MiB budget: an instance reaches 28 of its 32 pages at its 6th request, and its 7th
+    // would fail at the cap.
+    let config = format!(
+        r#"version = 1
+{LISTENER}{PLUGINS}{}
+[[routes]]
+id = "leaky"
+upstream = "app"
+[[routes.plugins]]
+plugin = "{counter}"
+config = {{ leak_kib = 256 }}
+budgets = {{ memory_mib = 2 }}
+reuse = {{ max_instances = 1 }}
+"#,
+        upstream_block(&up),
+        counter = plugins::COUNTER,
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut conn = Conn::h1(gw.addr()).await;
+    let mut counts = Vec::new();
+    for _ in 0..24 {
+        let reply = conn.send(get("h", "/")).await;
+        assert_eq!(reply.status, 200, "{counts:?}: {}", reply.text());
+        let count: u32 = values(&reply.json(), "x-instance-count")
+            .join("")
+            .parse()
+            .expect("a count");
+        counts.push(count);
+    }
+    let replaced = counts.windows(2).filter(|w| w[1] == 1).count();
+    assert!(
+        replaced >= 2,
+        "instances replaced as they neared the cap: {counts:?}"
+    );
+    assert!(counts.iter().all(|&n| n < 8), "{counts:?}");
+    assert_eq!(gw.metrics.plugin_failures("leaky", "counter", "memory"), 0);
+}
+
 #[test]
 fn preinitialise_with_warm_instances_is_refused_at_load() {
     let error = build_error(&format!(

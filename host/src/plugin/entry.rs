@@ -99,10 +99,10 @@ impl Drop for Instance {
         if let Some((pool, _permit)) = self.slot.take()
             && !self.poisoned
             && self.served < pool.max_requests
-            && !self
-                .live
-                .as_ref()
-                .is_some_and(|w| w.store.data().holds_http_responses())
+            && !self.live.as_ref().is_some_and(|w| {
+                let state = w.store.data();
+                state.holds_http_responses() || state.near_memory_cap()
+            })
             && let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock())
         {
             warm.served = self.served;
