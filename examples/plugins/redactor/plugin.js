@@ -12,10 +12,18 @@
 // plugin would pass unread. Run it with the default `failure = "closed"`: under "open" or
 // "skip", a body it fails on would go out unmasked.
 //
+// A masked answer is a new representation: its validators (`etag`, `content-digest`,
+// `digest`, `content-md5`) are dropped rather than left to describe the upstream's bytes.
+// Numbers are written back as JavaScript reads them: integers beyond 2^53 lose precision,
+// so an API that sends such integers as JSON numbers needs a plugin that keeps the text.
+//
 // Config:
 //   fields = ["password", "ssn", "card_number"]   # names to mask, compared case-insensitively
 //   mask = "***"                                    # optional, the replacement value
 import { definePlugin, problem } from "../../../sdk/js/portcullis.js";
+
+// What describes the upstream's bytes, and no longer holds once they change.
+const VALIDATORS = ["etag", "content-digest", "digest", "content-md5"];
 
 const isJson = (type) => /^\s*application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type);
 
@@ -66,7 +74,8 @@ export const handler = definePlugin({
       console.log("the upstream's JSON answer does not parse: refused");
       const refusal = problem(502, "Bad Gateway", "the upstream's answer could not be checked");
       response.setStatus(refusal.status);
-      response.setHeader("content-type", "application/problem+json");
+      for (const [name, value] of refusal.headers) response.setHeader(name, value);
+      for (const name of VALIDATORS) response.removeHeader(name);
       response.setBody(refusal.body);
       return;
     }
@@ -74,6 +83,7 @@ export const handler = definePlugin({
     const { value, masked } = redact(doc, fields, mask);
     if (masked === 0) return;
     response.setBody(value);
+    for (const name of VALIDATORS) response.removeHeader(name);
     response.setHeader("x-redacted", String(masked));
     console.log(`redacted ${masked} field(s)`);
   },

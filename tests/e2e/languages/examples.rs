@@ -106,6 +106,7 @@ async fn the_js_redactor_masks_passes_and_refuses_on_both_engines() {
         let req = request("GET", "h", &format!("/{engine}/me"))
             .header("password", "hunter2")
             .header("ssn", "078-05-1120")
+            .header("x-echo-etag", "\"v1\"")
             .body(Full::new(Bytes::new()))
             .expect("request");
         let reply = conn.send(req).await;
@@ -120,15 +121,24 @@ async fn the_js_redactor_masks_passes_and_refuses_on_both_engines() {
         assert_eq!(echo["headers"]["ssn"], "[hidden]", "{engine}: {echo}");
         assert_eq!(echo["path"], "/me", "{engine}");
         assert_eq!(reply.header("x-redacted"), Some("2"), "{engine}");
+        // The upstream's validators described the unmasked bytes.
+        assert_eq!(reply.header("etag"), None, "{engine}");
+        assert_eq!(reply.header("content-digest"), None, "{engine}");
         let access = gw.next_access();
         let line = gw.wait_for_ops("redacted 2 field(s)");
         assert_eq!(line["route"], format!("redact-{engine}"), "{line}");
         assert_eq!(line["request_id"], access["request_id"], "{line}");
 
-        // Passed as it is: a JSON answer with nothing to mask, and one that is not JSON.
-        let reply = conn.send(get("h", &format!("/{engine}/plain"))).await;
+        // Passed as it is: a JSON answer with nothing to mask (its validators kept), and
+        // one that is not JSON.
+        let req = request("GET", "h", &format!("/{engine}/plain"))
+            .header("x-echo-etag", "\"v2\"")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let reply = conn.send(req).await;
         assert_eq!(reply.status, 200, "{engine}");
         assert_eq!(reply.header("x-redacted"), None, "{engine}");
+        assert_eq!(reply.header("etag"), Some("\"v2\""), "{engine}");
         let reply = conn.send(get("h", &format!("/{engine}/bytes/5"))).await;
         assert_eq!(reply.status, 200, "{engine}");
         assert_eq!(reply.text(), "xxxxx", "{engine}");

@@ -227,6 +227,9 @@ async fn answer(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>>
             .or_default()
             .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
     }
+    // Validators of the answer, as a backend would send them, for tests of what edits
+    // the body: `x-echo-etag: V` answers with `etag: V` and a `content-digest`.
+    let etag = req.headers().get("x-echo-etag").cloned();
     let method = req.method().to_string();
     let query = req.uri().query().map(str::to_owned);
     let version = format!("{:?}", req.version());
@@ -244,11 +247,17 @@ async fn answer(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>>
         "body_ok": body.is_ok(),
         "version": version,
     });
-    Response::builder()
+    let mut answer = Response::builder()
         .header("x-upstream", name)
         .header(header::CONTENT_TYPE, "application/json")
         .header("connection", "x-hop")
-        .header("x-hop", "must-not-reach-the-client")
+        .header("x-hop", "must-not-reach-the-client");
+    if let Some(etag) = etag {
+        answer = answer
+            .header(header::ETAG, etag)
+            .header("content-digest", "sha-256=:of-the-echo-as-sent:");
+    }
+    answer
         .body(Full::new(Bytes::from(echo.to_string())))
         .expect("echo")
 }
