@@ -7,13 +7,12 @@
 //! or after `max_requests` requests.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::Store;
 use wasmtime::component::Resource;
-use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{Action, Phases, PluginFull, PluginFullPre};
 use super::cpu::{self, Metered};
@@ -21,7 +20,7 @@ use super::engine::{IdleInstances, PluginEngine};
 pub use super::failure::{FailurePolicy, PluginFailure};
 use super::failure::{classify, error_text, lane_gone, truncate};
 pub use super::info::{Budgets, EntryInfo, Grants, HostGrant};
-use super::state::{PluginRequest, PluginResponse, PluginState};
+use super::state::{PluginRequest, PluginResponse, PluginState, new_store};
 use crate::telemetry::PluginLabels;
 
 /// How instances are had.
@@ -99,10 +98,10 @@ impl Drop for Instance {
         if let Some((pool, _permit)) = self.slot.take()
             && !self.poisoned
             && self.served < pool.max_requests
-            && !self.live.as_ref().is_some_and(|w| {
-                let state = w.store.data();
-                state.holds_http_responses() || state.near_memory_cap()
-            })
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|w| w.store.data().reusable())
             && let (Some(mut warm), Ok(mut idle)) = (self.live.take(), pool.idle.lock())
         {
             warm.served = self.served;
@@ -341,10 +340,7 @@ impl Entry {
         &self,
         store: &mut Store<PluginState>,
     ) -> Result<PluginFull, PluginFailure> {
-        store.data_mut().begin_call(true);
-        // A start function gets no outbound call: the request's budget is given with the
-        // call that serves it.
-        store.data().outbound_left.store(0, Ordering::Relaxed);
+        store.data_mut().begin_instantiation();
         let result = tokio::time::timeout(
             self.info.budgets.deadline,
             self.pre.instantiate_async(&mut *store),
@@ -449,8 +445,9 @@ impl Entry {
         store.data_mut().serve(request_id);
         store.data_mut().response = Some(std::mem::take(response));
         // An entry with no request phase gets its request's budget here.
-        let new_request = !self.phases.contains(Phases::ON_REQUEST);
-        store.data_mut().begin_call(new_request);
+        store
+            .data_mut()
+            .begin_call(!self.phases.contains(Phases::ON_REQUEST));
         let handler = live.bindings.portcullis_plugin_handler();
         let call = handler.call_on_response(&mut *store, Resource::new_own(0));
         let outcome = tokio::time::timeout(self.call_budget(), call).await;
@@ -564,43 +561,6 @@ const CHECK_CONFIG_DEADLINE: Duration = Duration::from_secs(5);
 /// Slack on top of the deadline before the outer timeout fires, so a computing plugin is
 /// normally stopped by its epoch deadline (and reported as such) first.
 const EPOCH_GRACE: Duration = Duration::from_millis(5);
-
-/// A store with the entry's limits, and a deadline checked at every epoch tick: past it
-/// the call traps; before it the plugin yields, so other requests on its thread go on.
-fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
-    let fuel = state.hostcall_bytes();
-    let mut store = Store::new(engine.engine(), state);
-    store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-    // What the guest may hand the host in one call or one return, counted by wasmtime
-    // before anything is copied (its default is 128 MiB, whatever the entry's budget).
-    store.set_hostcall_fuel(fuel);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|mut ctx| {
-        let state = ctx.data_mut();
-        if Instant::now() >= state.deadline {
-            return Ok(UpdateDeadline::Interrupt);
-        }
-        let ran = cpu::clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
-        if !std::mem::take(&mut state.awaited) && ran >= cpu::COUNTED_RUN.as_nanos() as u64 {
-            state.ticks += 1;
-            // On a lane thread the ticks are stretched by preemption; the thread's CPU
-            // clock decides there (`cpu::Metered`).
-            if state.ticks > cpu::FREE_TICKS && !cpu::on_lane_thread() {
-                cpu::demote(&state.entry);
-            }
-        }
-        // The guest resumes when this future ends; its next tick counts from then.
-        let resumed = Arc::clone(&state.resumed);
-        Ok(UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                resumed.store(cpu::clock_ns(), Ordering::Relaxed);
-            }),
-        ))
-    });
-    store
-}
 
 /// What a call moved to the lane hands back: the instance, what the plugin edited, and
 /// the call's result.

@@ -4,6 +4,9 @@
 //! The request and response are moved into the store for the one call that uses them and
 //! taken back afterwards, so the guest's `request`/`response` resources are host-owned
 //! values read through methods: nothing is copied into the sandbox that it does not ask for.
+//!
+//! Also how a store is made (`new_store`: its limits and the deadline checked at every
+//! epoch tick) and whether a warm one may serve again (`PluginState::reusable`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,8 +16,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{EditError, Identity};
+use super::cpu;
+use super::engine::PluginEngine;
 use super::entry::EntryInfo;
 use crate::router::RequestLimits;
 
@@ -205,18 +211,42 @@ impl PluginState {
         }
     }
 
-    /// Whether the instance's memory has grown to 7/8 of its budget: such an instance is
-    /// not reused. Memory never shrinks, and a garbage-collected runtime's heap creeps up
-    /// call after call (StarlingMonkey reached its 32 MiB after ~7 600 calls of the
-    /// redactor example): retired here, it ends in a fresh instance instead of a request
-    /// that fails at the cap.
-    pub(super) fn near_memory_cap(&self) -> bool {
-        self.memory_in_use >= self.memory_cap / 8 * 7
+    /// Whether a warm instance may serve another request, after a call that went well.
+    ///
+    /// Not when the guest still holds a `wasi:http` answer: answers kept from call to call
+    /// would pile up on the host, outside the memory budget. Nor when its memory has grown
+    /// to 7/8 of its budget: memory never shrinks, and a garbage-collected runtime's heap
+    /// creeps up call after call (StarlingMonkey reached its 32 MiB after ~7 600 calls of
+    /// the redactor example); retired here, it ends in a fresh instance instead of a
+    /// request that fails at the cap, and a log line says so (a plugin that lives near its
+    /// cap is better given more: each retirement costs a fresh instance).
+    pub(super) fn reusable(&self) -> bool {
+        if self.wasi.as_ref().is_some_and(|w| w.holds_http_responses()) {
+            return false;
+        }
+        if self.memory_in_use < self.memory_cap / 8 * 7 {
+            return true;
+        }
+        if let Some(dropped) = self.entry.failure_lines.admit() {
+            tracing::info!(
+                target: "portcullis::plugin",
+                route = %self.entry.route,
+                plugin = %self.entry.plugin,
+                memory_bytes = self.memory_in_use,
+                memory_budget = self.memory_cap,
+                unlogged_before = dropped,
+                "warm instance replaced: its memory reached 7/8 of its budget \
+                 (raise `budgets.memory_mib` if this repeats)"
+            );
+        }
+        false
     }
 
-    /// Whether the guest still holds a `wasi:http` answer: such an instance is not reused.
-    pub(super) fn holds_http_responses(&self) -> bool {
-        self.wasi.as_ref().is_some_and(|w| w.holds_http_responses())
+    /// A store about to be instantiated: a start function gets no outbound call, the
+    /// request's budget comes with the call that serves it.
+    pub(super) fn begin_instantiation(&mut self) {
+        self.begin_call(true);
+        self.outbound_left.store(0, Ordering::Relaxed);
     }
 
     /// Takes one outbound call from the request's budget; `false` when none is left.
@@ -248,6 +278,43 @@ impl PluginState {
 pub(super) fn take_one(left: &AtomicU32) -> bool {
     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
         .is_ok()
+}
+
+/// A store with the entry's limits, and a deadline checked at every epoch tick: past it
+/// the call traps; before it the plugin yields, so other requests on its thread go on.
+pub(super) fn new_store(engine: &PluginEngine, state: PluginState) -> Store<PluginState> {
+    let fuel = state.hostcall_bytes();
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+    // What the guest may hand the host in one call or one return, counted by wasmtime
+    // before anything is copied (its default is 128 MiB, whatever the entry's budget).
+    store.set_hostcall_fuel(fuel);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if Instant::now() >= state.deadline {
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        let ran = cpu::clock_ns().saturating_sub(state.resumed.load(Ordering::Relaxed));
+        if !std::mem::take(&mut state.awaited) && ran >= cpu::COUNTED_RUN.as_nanos() as u64 {
+            state.ticks += 1;
+            // On a lane thread the ticks are stretched by preemption; the thread's CPU
+            // clock decides there (`cpu::Metered`).
+            if state.ticks > cpu::FREE_TICKS && !cpu::on_lane_thread() {
+                cpu::demote(&state.entry);
+            }
+        }
+        // The guest resumes when this future ends; its next tick counts from then.
+        let resumed = Arc::clone(&state.resumed);
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                resumed.store(cpu::clock_ns(), Ordering::Relaxed);
+            }),
+        ))
+    });
+    store
 }
 
 /// Memory caps by store limits: growth past the entry's budget fails the call, and the
