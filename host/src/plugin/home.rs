@@ -50,9 +50,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let work = tracing::Instrument::in_current_span(work);
-    match HOME.try_with(tokio::runtime::Handle::clone) {
-        Ok(home) => drop(home.spawn(work)),
-        Err(_) => drop(tokio::spawn(work)),
+    match home() {
+        Some(home) => drop(home.spawn(work)),
+        None => drop(tokio::spawn(work)),
     }
 }
 

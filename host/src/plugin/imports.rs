@@ -421,7 +421,7 @@ impl outbound_http::Host for PluginState {
             _ => return Ok(Err(HttpError::InvalidRequest("only http and https".into()))),
         };
         // Requests that would never be sent are refused before a call is counted.
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        if super::info::has_user_info(&uri) {
             return Ok(Err(HttpError::InvalidRequest(
                 "a URL with user info (`user@host`) is not sent".into(),
             )));

@@ -64,10 +64,10 @@ impl Grants {
             Some("https") => 443,
             _ => return false,
         };
-        let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
+        let Some(host) = uri.host() else {
             return false;
         };
-        if authority.as_str().contains('@') {
+        if has_user_info(uri) {
             return false;
         }
         let port = uri.port_u16().unwrap_or(default_port);
@@ -75,6 +75,12 @@ impl Grants {
             .iter()
             .any(|g| g.permits(host, port, default_port))
     }
+}
+
+/// Whether a URL's authority carries user info (`user@host`): never sent for a plugin
+/// (see [`Grants::permits_url`]); the interfaces check it first to say why.
+pub fn has_user_info(uri: &http::Uri) -> bool {
+    uri.authority().is_some_and(|a| a.as_str().contains('@'))
 }
 
 /// What every store of an entry shares.

@@ -32,7 +32,7 @@ use wasmtime_wasi_http::{
     Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use super::info::EntryInfo;
+use super::info::{EntryInfo, has_user_info};
 use super::services::OutboundClient;
 use super::state::{PluginState, take_one};
 
@@ -135,7 +135,7 @@ impl Gate {
         if method == http::Method::CONNECT {
             return Some("`CONNECT` is not sent for plugins".to_owned());
         }
-        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        if has_user_info(uri) {
             return Some("a URL with user info (`user@host`) is not sent".to_owned());
         }
         let grants = &self.entry.grants;
@@ -203,14 +203,14 @@ impl WasiHttpHooks for Gate {
         Box::new(send.run(request, home))
     }
 
-    /// An outgoing body's writes are buffered on the host until the sender takes them:
-    /// one chunk of 4 KiB (the default is 1 MiB) bounds what a guest can pin per body.
     /// `Host` is written by the client from the URL as the grant checked it
     /// ([`canonical`]), not from the guest's authority text.
     fn set_host_header(&mut self) -> bool {
         false
     }
 
+    /// An outgoing body's writes are buffered on the host until the sender takes them:
+    /// one chunk of 4 KiB (the default is 1 MiB) bounds what a guest can pin per body.
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
         1
     }
